@@ -1,0 +1,20 @@
+"""``--device auto|cpu|cuda`` resolved in one place."""
+
+from __future__ import annotations
+
+import torch
+
+from distill.errors import UserError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without one is a user error."""
+    if name not in DEVICE_CHOICES:
+        raise UserError(f"unknown --device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
