@@ -23,6 +23,45 @@ OBS_SHAPE = (FRAME_STACK, 84, 84)
 _registered = False
 
 
+class FireOnLifeLoss(gym.Wrapper):
+    """After losing a life (game not over), press FIRE as the training-time reset did.
+
+    During teacher training, episodic life ends an episode at every life loss and SB3's
+    ``FireResetEnv`` presses FIRE (then action 2) on the reset that follows. Whole-game
+    evaluation has no such resets, so games like Breakout would wait forever for a serve a
+    greedy policy never learned to make. Pressing FIRE here reproduces exactly the states the
+    teacher saw in training. Only for games whose action 1 is FIRE.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._lives = 0
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._lives = int(info.get("lives", 0))
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = int(info.get("lives", self._lives))
+        if 0 < lives < self._lives and not (terminated or truncated):
+            for extra in (1, 2):
+                obs, r, terminated, truncated, info = self.env.step(extra)
+                reward += r
+                if terminated or truncated:
+                    break
+            lives = int(info.get("lives", lives))
+        self._lives = lives
+        return obs, reward, terminated, truncated, info
+
+
+def needs_fire(env: gym.Env) -> bool:
+    """Whether a game waits for FIRE to start (as SB3's ``FireResetEnv`` decides)."""
+    meanings = env.unwrapped.get_action_meanings()
+    return len(meanings) >= 3 and meanings[1] == "FIRE"
+
+
 def _register() -> None:
     """gymnasium >= 1.0 needs the ALE ids registered explicitly."""
     global _registered
@@ -74,6 +113,7 @@ def env_settings(training: bool) -> dict[str, Any]:
         "frame_stack": FRAME_STACK,
         "terminal_on_life_loss": training,
         "clip_reward": training,
+        "fire_on_life_loss": not training,
         "max_frames_per_episode": 108_000,
         "repeat_action_probability": 0.0,
     }
@@ -92,19 +132,22 @@ def make_vec_env(
     Episode statistics in ``info["episode"]`` are whole-game, unclipped scores either way,
     because SB3 puts its ``Monitor`` beneath the Atari wrappers.
     """
-    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.atari_wrappers import AtariWrapper
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
     from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
     _register()
     if n_envs < 1:
         raise UserError(f"--envs must be at least 1, got {n_envs}")
-    venv = make_atari_env(
-        env_id(game),
-        n_envs=n_envs,
-        seed=seed,
-        monitor_dir=monitor_dir,
-        wrapper_kwargs={"terminal_on_life_loss": training, "clip_reward": training},
-    )
+
+    def wrap(env: gym.Env) -> gym.Env:
+        env = AtariWrapper(env, terminal_on_life_loss=training, clip_reward=training)
+        if not training and needs_fire(env):
+            env = FireOnLifeLoss(env)
+        return env
+
+    # what SB3's make_atari_env does, plus FireOnLifeLoss outside training
+    venv = sb3_make_vec_env(env_id(game), n_envs=n_envs, seed=seed, monitor_dir=monitor_dir, wrapper_class=wrap)
     venv = VecFrameStack(venv, n_stack=FRAME_STACK)
     return VecTransposeImage(venv)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import multiprocessing
+import os
 import sys
 import time
 from collections import defaultdict
@@ -26,7 +28,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.benchmarks.functions import FUNCTIONS  # noqa: E402
-from distill.benchmarks.regression import ACTIVATIONS, METHODS, RegressionConfig, run_regression  # noqa: E402
+from distill.benchmarks.regression import ACTIVATIONS, METHODS, RegressionConfig, run_job  # noqa: E402
 
 FIELDS = ["function", "n_train", "method", "seed", "test_mse", "test_grad_mse", "train_final_loss", "seconds"]
 
@@ -41,8 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=RegressionConfig.lr, help="Adam learning rate, cosine-decayed")
     p.add_argument("--activation", default="relu", choices=list(ACTIVATIONS), help="hidden activation (paper: relu)")
     p.add_argument("--quick", action="store_true", help="1 seed, sizes 20 and 100, 300 steps, 1000 test points")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: these nets are tiny, more threads only add overhead)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="runs trained in parallel processes, one torch thread each (default: all cores)")
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error("--seeds must be at least 1")
@@ -126,7 +128,9 @@ def plot(rows: list[dict], out: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return 2
     steps = args.steps or (300 if args.quick else RegressionConfig.steps)
     if steps < 1:
         print("error: --steps must be at least 1", file=sys.stderr)
@@ -143,7 +147,7 @@ def main(argv=None) -> int:
     results = args.out / "results.csv"
     rows = load_done(results)
     done = {(r["function"], int(r["n_train"]), r["method"], int(r["seed"])) for r in rows}
-    jobs = [(f, n, m, s) for f in args.functions for n in sizes for s in range(seeds) for m in METHODS
+    jobs = [(f, n, m, s, cfg) for f in args.functions for n in sizes for s in range(seeds) for m in METHODS
             if (f, n, m, s) not in done]
     new_file = not results.exists()
     start = time.time()
@@ -151,13 +155,19 @@ def main(argv=None) -> int:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         if new_file:
             writer.writeheader()
-        for f, n, m, s in tqdm(jobs, desc="regression", unit="run", dynamic_ncols=True):
-            t0 = time.time()
-            res = run_regression(FUNCTIONS[f], n, m, s, cfg)
-            row = {"function": f, "n_train": n, "method": m, "seed": s, **res, "seconds": round(time.time() - t0, 2)}
-            writer.writerow(row)
-            handle.flush()
-            rows.append({k: str(v) for k, v in row.items()})
+        if args.jobs > 1 and len(jobs) > 1:
+            pool = multiprocessing.get_context("fork").Pool(min(args.jobs, len(jobs)))
+            results_iter = pool.imap_unordered(run_job, jobs)
+        else:
+            pool, results_iter = None, map(run_job, jobs)
+        try:
+            for row in tqdm(results_iter, total=len(jobs), desc="regression", unit="run", dynamic_ncols=True):
+                writer.writerow(row)
+                handle.flush()  # each finished run is kept even if the benchmark is interrupted
+                rows.append({k: str(v) for k, v in row.items()})
+        finally:
+            if pool is not None:
+                pool.terminate()
     wanted = {(f, n) for f in args.functions for n in sizes}
     rows = [r for r in rows if (r["function"], int(r["n_train"])) in wanted and int(r["seed"]) < seeds]
     print(summarise(rows, args.out, cfg, seeds))

@@ -11,6 +11,7 @@ for a given seed. Test errors are reported in the function's own units.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -119,3 +120,18 @@ def run_regression(func: TestFunction, n_train: int, method: str, seed: int,
         "test_grad_mse": float((pred_g - g_test).pow(2).mean()),
         "train_final_loss": float(loss.detach()),
     }
+
+
+def run_job(job: tuple) -> dict:
+    """``(function name, n_train, method, seed, config)`` -> one results row; for worker processes.
+
+    Tiny nets want one torch thread each: more threads only add contention.
+    """
+    from distill.benchmarks.functions import FUNCTIONS
+
+    name, n_train, method, seed, cfg = job
+    torch.set_num_threads(1)
+    start = time.time()
+    res = run_regression(FUNCTIONS[name], n_train, method, seed, cfg)
+    return {"function": name, "n_train": n_train, "method": method, "seed": seed, **res,
+            "seconds": round(time.time() - start, 2)}

@@ -1,0 +1,63 @@
+"""The regression benchmark script: outputs, schema, resume, and that gradients help on a smooth function."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from distill.benchmarks.functions import FUNCTIONS
+from distill.benchmarks.regression import RegressionConfig, run_regression
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "regression_benchmark.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("regression_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_function_gradients_match_finite_differences():
+    x = torch.tensor([[0.3, -1.2], [2.0, 0.5]], dtype=torch.float64)
+    for func in FUNCTIONS.values():
+        lo = torch.tensor([d[0] for d in func.domain], dtype=torch.float64)
+        hi = torch.tensor([d[1] for d in func.domain], dtype=torch.float64)
+        pts = lo + (hi - lo) * (x - x.min()) / (x.max() - x.min()) * 0.8 + (hi - lo) * 0.1
+        _, grad = func.values_and_gradients(pts)
+        for i in range(2):
+            step = torch.zeros_like(pts)
+            step[:, i] = 1e-6
+            fd = (func.fn(pts + step) - func.fn(pts - step)) / 2e-6
+            torch.testing.assert_close(grad[:, i], fd, rtol=1e-4, atol=1e-4)
+
+
+def test_quick_run_writes_results_summary_and_figure_and_resumes(tmp_path, capsys):
+    script = load_script()
+    args = ["--out", str(tmp_path), "--quick", "--functions", "booth", "mccormick", "--steps", "30"]
+    assert script.main(args) == 0
+    with (tmp_path / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {"function", "n_train", "method", "seed", "test_mse", "test_grad_mse"} <= set(rows[0])
+    keys = {(r["function"], r["n_train"], r["method"], r["seed"]) for r in rows}
+    assert len(rows) == len(keys) == 2 * 2 * 2
+    assert {r["method"] for r in rows} == {"regular", "sobolev"}
+    assert all(float(r["test_mse"]) >= 0 for r in rows)
+    assert (tmp_path / "summary.md").read_text().count("| booth |") == 1
+    assert (tmp_path / "figure2.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert script.main(args) == 0  # everything is already done: nothing recomputed
+    assert "0 runs in" in capsys.readouterr().out
+    with (tmp_path / "results.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 8
+
+
+def test_gradients_help_on_a_quadratic_with_few_points():
+    cfg = RegressionConfig(steps=300, n_test=1000)
+    regular = run_regression(FUNCTIONS["booth"], 20, "regular", 0, cfg)
+    sobolev = run_regression(FUNCTIONS["booth"], 20, "sobolev", 0, cfg)
+    assert sobolev["test_grad_mse"] < regular["test_grad_mse"]
+    assert sobolev["test_mse"] < regular["test_mse"]
