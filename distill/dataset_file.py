@@ -1,0 +1,71 @@
+"""Open and check recorded HDF5 datasets: the one place that knows what a valid recording is."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers the zstd/lz4/blosc filters for reading)
+import numpy as np
+
+from distill.errors import UserError
+from distill.recording import EPISODE_FIELDS, SCHEMA_VERSION
+
+REQUIRED = ("obs", "logits", "actions", "episode", "proj_dirs", "proj_grads", "committed", "episodes")
+
+
+def open_recording(path: str | Path, require_complete: bool = True) -> h5py.File:
+    """Open a recording read-only, refusing missing, corrupt, foreign or incomplete files with a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recording {path} not found; make one with `distill-record --game GAME`")
+    try:
+        f = h5py.File(path, "r", libver="latest", swmr=True)
+    except OSError as exc:
+        raise UserError(f"{path} is not a readable HDF5 file ({exc}); it may be corrupt: record it again") from None
+    missing = [name for name in REQUIRED if name not in f]
+    if missing or "schema_version" not in f.attrs:
+        f.close()
+        raise UserError(f"{path} is not a sobolev-distill recording (missing {', '.join(missing) or 'attributes'})")
+    if int(f.attrs["schema_version"]) != SCHEMA_VERSION:
+        version = int(f.attrs["schema_version"])
+        f.close()
+        raise UserError(f"{path} has schema version {version}; this version of the toolkit reads {SCHEMA_VERSION}")
+    if require_complete and not bool(f.attrs.get("complete", False)):
+        n = int(f["committed"][0])
+        target = int(f.attrs.get("target_states", 0))
+        f.close()
+        raise UserError(f"{path} is incomplete ({n} of {target} states); finish it with `distill-record --resume "
+                        f"--out {path} --states {target}` (same settings), or use a complete recording")
+    return f
+
+
+def episode_table(f: h5py.File) -> dict[str, np.ndarray]:
+    n_eps = int(f["n_episodes"][0])
+    return {name: f["episodes"][name][:n_eps] for name in EPISODE_FIELDS}
+
+
+def summary(path: str | Path) -> dict:
+    """What ``distill-inspect`` prints: provenance, sizes, compression, scores, completeness."""
+    path = Path(path)
+    with open_recording(path, require_complete=False) as f:
+        n = int(f["committed"][0])
+        eps = episode_table(f)
+        raw = sum(int(np.prod(f[k].shape)) * f[k].dtype.itemsize for k in ("obs", "logits", "actions", "episode",
+                                                                          "proj_dirs", "proj_grads"))
+        stored = {k: f[k].id.get_storage_size() for k in ("obs", "proj_grads")}
+        raw_parts = {k: int(np.prod(f[k].shape)) * f[k].dtype.itemsize for k in ("obs", "proj_grads")}
+        done = eps["complete"].astype(bool)
+        return {
+            "path": str(path), "game": str(f.attrs["game"]), "teacher_sha256": str(f.attrs["teacher_sha256"]),
+            "teacher_path": str(f.attrs["teacher_path"]), "states": n, "target_states": int(f.attrs["target_states"]),
+            "complete": bool(f.attrs["complete"]), "episodes": len(eps["start"]), "complete_episodes": int(done.sum()),
+            "mean_score_complete_episodes": float(eps["return"][done].mean()) if done.any() else None,
+            "projections": int(f.attrs["projections"]), "grad_dtype": str(f.attrs["grad_dtype"]),
+            "behaviour": str(f.attrs["behaviour"]), "codec": str(f.attrs["codec"]),
+            "file_bytes": os.path.getsize(path), "bytes_per_state": os.path.getsize(path) / max(n, 1),
+            "raw_bytes": raw,
+            "compression_obs": raw_parts["obs"] / max(stored["obs"], 1),
+            "compression_grads": raw_parts["proj_grads"] / max(stored["proj_grads"], 1),
+        }
