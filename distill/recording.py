@@ -28,6 +28,7 @@ from tqdm import tqdm
 import distill
 from distill import atari
 from distill.errors import UserError
+from distill.h5clear import clear_consistency_flags
 from distill.sobolev import input_gradients, random_unit_vectors
 
 SCHEMA_VERSION = 1
@@ -211,6 +212,7 @@ def _check_resume(path: Path, cfg: RecordConfig, teacher_sha: str) -> dict:
 
 def _truncate_to_committed(path: Path) -> tuple[int, dict[str, np.ndarray]]:
     """Drop rows written after the last commit (a crash between write and commit)."""
+    clear_consistency_flags(path)  # a killed SWMR writer leaves the file marked as open
     with h5py.File(path, "a", libver="latest") as f:
         n = int(f["committed"][0])
         for key in ("obs", "logits", "actions", "episode", "proj_dirs", "proj_grads"):

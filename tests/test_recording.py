@@ -1,0 +1,199 @@
+"""Recording: schema, gradient correctness, crash safety and resume, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from distill.dataset_file import open_recording, summary
+from distill.errors import UserError
+from distill.recording import RecordConfig, read_committed, record, teacher_step
+
+
+class TinyTeacher(nn.Module):
+    """A small conv policy standing in for a teacher: same contract, fast in float64 finite differences."""
+
+    def __init__(self, game: str = "Breakout", n_actions: int = 4):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(4, 4, 8, stride=8), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 10 * 10, n_actions))
+        self.game, self.n_actions, self.sha256, self.path = game, n_actions, "0" * 64, "tiny"
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_teacher_step_gradients_match_autograd_and_finite_differences():
+    teacher = TinyTeacher()
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 256, size=(3, 4, 84, 84), dtype=np.uint8)
+    logits, dirs, grads = teacher_step(teacher, obs, k=2, generator=torch.Generator().manual_seed(0),
+                                       device=torch.device("cpu"))
+    assert logits.shape == (3, 4) and dirs.shape == (3, 2, 4) and grads.shape == (3, 2, 4, 84, 84)
+    np.testing.assert_allclose(np.linalg.norm(dirs, axis=-1), 1.0, rtol=1e-6)
+    # autograd, per state and direction, in float64
+    t64 = teacher.double()
+    x = torch.as_tensor(obs, dtype=torch.float64).div(255).requires_grad_(True)
+    for b in range(3):
+        for k in range(2):
+            out = (torch.log_softmax(t64(x[b:b + 1]), 1)[0] * torch.as_tensor(dirs[b, k], dtype=torch.float64)).sum()
+            (g,) = torch.autograd.grad(out, x)
+            np.testing.assert_allclose(grads[b, k], g[b].numpy(), rtol=1e-3, atol=1e-6)
+    # finite differences on a few pixels
+    with torch.no_grad():
+        def f(z):
+            return (torch.log_softmax(t64(z[None]), 1)[0] * torch.as_tensor(dirs[0, 0], dtype=torch.float64)).sum()
+        base = x.detach()[0]
+        for pixel in [(0, 10, 10), (3, 40, 71), (2, 83, 0)]:
+            step = torch.zeros_like(base)
+            step[pixel] = 1e-5
+            fd = (f(base + step) - f(base - step)) / 2e-5
+            assert grads[0, 0][pixel] == pytest.approx(fd.item(), rel=1e-3, abs=1e-7)
+
+
+def test_recording_schema_and_contents(tmp_path):
+    teacher = TinyTeacher()
+    out = tmp_path / "rec.h5"
+    record(RecordConfig(game="Breakout", states=120, projections=2, envs=3, seed=1), teacher, out, progress=False)
+    with open_recording(out) as f:
+        assert f["obs"].shape == (120, 4, 84, 84) and f["obs"].dtype == np.uint8
+        assert f["logits"].shape == (120, 4) and f["logits"].dtype == np.float32
+        assert f["actions"].shape == (120,) and f["actions"].dtype == np.int64
+        assert f["episode"].shape == (120,) and f["episode"].dtype == np.int32
+        assert f["proj_dirs"].shape == (120, 2, 4)
+        assert f["proj_grads"].shape == (120, 2, 4, 84, 84) and f["proj_grads"].dtype == np.float16
+        for key in ("game", "teacher_sha256", "projections", "grad_dtype", "seed", "package_version", "created",
+                    "env_settings", "complete"):
+            assert key in f.attrs
+        assert f.attrs["complete"] and f.attrs["game"] == "Breakout"
+        eps = {k: f["episodes"][k][:] for k in ("start", "length", "return", "complete")}
+        episode = f["episode"][:]
+        # every state belongs to exactly one episode and the table counts them right
+        assert eps["length"].sum() == 120
+        for e, (start, length) in enumerate(zip(eps["start"], eps["length"])):
+            rows = np.flatnonzero(episode == e)
+            assert len(rows) == length and rows[0] == start
+        x = torch.as_tensor(f["obs"][:8]).float().div(255)
+        with torch.no_grad():
+            np.testing.assert_allclose(teacher(x).numpy(), f["logits"][:8], rtol=1e-5, atol=1e-5)
+    info = summary(out)
+    assert info["states"] == 120 and info["compression_obs"] > 10
+
+
+def test_bad_record_settings_are_refused(tmp_path):
+    teacher = TinyTeacher()
+    with pytest.raises(UserError, match="--states must be at least 1"):
+        record(RecordConfig(game="Breakout", states=0), teacher, tmp_path / "a.h5")
+    with pytest.raises(UserError, match="--projections must be at least 1"):
+        record(RecordConfig(game="Breakout", states=5, projections=0), teacher, tmp_path / "a.h5")
+    with pytest.raises(UserError, match="plays Breakout, not Pong"):
+        record(RecordConfig(game="Pong", states=5), teacher, tmp_path / "a.h5")
+    with pytest.raises(UserError, match="unknown game"):
+        record(RecordConfig(game="Pongg", states=5), teacher, tmp_path / "a.h5")
+    out = tmp_path / "b.h5"
+    record(RecordConfig(game="Breakout", states=10, envs=2), teacher, out, progress=False)
+    before = out.read_bytes()
+    with pytest.raises(UserError, match="already exists"):
+        record(RecordConfig(game="Breakout", states=10, envs=2), teacher, out, progress=False)
+    with pytest.raises(UserError, match="projections=1, not 2"):
+        record(RecordConfig(game="Breakout", states=20, envs=2, projections=2), teacher, out, resume=True)
+    assert out.read_bytes() == before  # refused resumes leave the file untouched
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.geteuid() != 0:  # root ignores permissions
+        with pytest.raises(UserError, match="writable"):
+            record(RecordConfig(game="Breakout", states=5), teacher, locked / "sub" / "c.h5")
+
+
+def test_incomplete_and_corrupt_files_are_refused_for_training(tmp_path):
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"\x89HDF garbage")
+    with pytest.raises(UserError, match="not a readable HDF5"):
+        open_recording(junk)
+    with pytest.raises(UserError, match="not found.*distill-record"):
+        open_recording(tmp_path / "missing.h5")
+
+
+def test_resume_after_kill_9_loses_and_duplicates_nothing(tmp_path, sb3_models):
+    out = tmp_path / "killed.h5"
+    cmd = [sys.executable, "-m", "distill.cli.record", "--game", "Breakout", "--teacher", str(sb3_models["a2c_breakout"]),
+           "--states", "700", "--envs", "4", "--out", str(out), "--device", "cpu", "--seed", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    committed = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if out.exists():
+            try:
+                committed = read_committed(out)
+            except (OSError, KeyError):
+                continue
+            if committed >= 256:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < committed < 700, "the recording should have been killed midway"
+    with pytest.raises(UserError, match="incomplete"):
+        open_recording(out)  # refused for training until finished
+    result = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-500:]
+    with open_recording(out) as f:
+        assert f["obs"].shape[0] == f["logits"].shape[0] == f["proj_grads"].shape[0] == 700
+        assert f.attrs["resumes"] == 1
+        episode = f["episode"][:]
+        lengths = f["episodes"]["length"][: int(f["n_episodes"][0])]
+        assert lengths.sum() == 700 and np.bincount(episode, minlength=len(lengths)).tolist() == lengths.tolist()
+        # the states kept from before the kill are intact: stored logits match the teacher on them
+        from teachers.load import load_teacher
+
+        teacher = load_teacher(sb3_models["a2c_breakout"], game="Breakout")
+        idx = np.array([0, committed // 2, committed - 1, committed, 699])
+        with torch.no_grad():
+            fresh = teacher(torch.as_tensor(f["obs"][idx]).float().div(255)).numpy()
+        np.testing.assert_allclose(fresh, f["logits"][idx], rtol=1e-4, atol=1e-5)
+        # no duplicated block: consecutive-resume states differ from the ones before the kill
+        assert not np.array_equal(f["obs"][committed - 4:committed], f["obs"][committed:committed + 4])
+
+
+def test_record_and_inspect_cli(tmp_path, sb3_models, capsys):
+    from distill.cli.inspect import main as inspect_main
+    from distill.cli.record import main as record_main
+
+    out = tmp_path / "cli.h5"
+    assert record_main(["--game", "breakout", "--teacher", str(sb3_models["a2c_breakout"]), "--states", "40",
+                        "--envs", "2", "--out", str(out), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert inspect_main([str(out), "--verify", "--samples", "8", "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["complete"] and report["states"] == 40
+    assert report["max_relative_grad_error"] < 1e-2 and report["max_abs_logit_error"] < 1e-5
+    with pytest.raises(SystemExit) as exc:
+        record_main(["--game", "Breakout", "--teacher", str(sb3_models["a2c_pong"]), "--states", "5",
+                     "--out", str(tmp_path / "x.h5")])
+    assert exc.value.code == 2 and "6 actions" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        record_main(["--states", "5", "--resume"])
+    assert exc.value.code == 2
+
+
+def test_lookup3_reproduces_hdf5_superblock_checksums(tmp_path):
+    from distill.h5clear import clear_consistency_flags, superblock_checksum_ok
+
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        f.create_dataset("a", data=np.arange(10))
+    assert superblock_checksum_ok(path)  # our checksum agrees with the one HDF5 wrote
+    assert clear_consistency_flags(path) is False  # a cleanly closed file has nothing to clear
