@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Benchmark recording: states/s against the bare teacher forward+backward bound, bytes per state,
+and the compression codecs (ratio, write and read speed) on real frames and gradient maps.
+
+    python scripts/bench_record.py --teacher Breakout --states 2000 --envs 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill import atari  # noqa: E402
+from distill.device import resolve_device  # noqa: E402
+from distill.recording import CHUNK_STATES, RecordConfig, compression, record, teacher_step  # noqa: E402
+from teachers.load import load_teacher  # noqa: E402
+
+CODECS = ("zstd", "lz4", "blosc-zstd", "gzip", "lzf", "none")
+
+
+def bare_throughput(teacher, batch: int, k: int, device, seconds: float = 10.0) -> float:
+    """States/s of teacher forward + K projected backward passes alone, on real observations."""
+    venv = atari.make_vec_env(teacher.game, n_envs=batch, seed=0)
+    obs = venv.reset()
+    for _ in range(30):
+        obs = venv.step(np.random.randint(0, teacher.n_actions, batch))[0]
+    venv.close()
+    gen = torch.Generator().manual_seed(0)
+    teacher_step(teacher, obs, k, gen, device)  # warm-up
+    n, start = 0, time.time()
+    while time.time() - start < seconds:
+        teacher_step(teacher, obs, k, gen, device)
+        n += batch
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n / (time.time() - start)
+
+
+def codec_table(path: Path, n: int = 512) -> list[dict]:
+    """Compression ratio and write/read MB/s of each codec on the first ``n`` states of a recording."""
+    with h5py.File(path, "r") as f:
+        obs, grads = f["obs"][:n], f["proj_grads"][:n]
+    rows = []
+    for codec in CODECS:
+        for name, data in (("obs", obs), ("proj_grads", grads)):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "c.h5"
+                start = time.time()
+                with h5py.File(out, "w") as f:
+                    chunk = (max(1, CHUNK_STATES // data.shape[1]) if name == "proj_grads" else CHUNK_STATES,
+                             *data.shape[1:])
+                    f.create_dataset("x", data=data, chunks=chunk, **compression(codec))
+                write = time.time() - start
+                start = time.time()
+                with h5py.File(out, "r") as f:
+                    f["x"][:]
+                read = time.time() - start
+                with h5py.File(out, "r") as f:
+                    stored = f["x"].id.get_storage_size()
+            mb = data.nbytes / 2**20
+            rows.append({"codec": codec, "data": name, "ratio": data.nbytes / stored, "write_MBps": mb / write,
+                         "read_MBps": mb / read})
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", default="Breakout", help="shipped teacher game name or .zip path")
+    p.add_argument("--game", default=None)
+    p.add_argument("--states", type=int, default=2000, help="states to record for the timing")
+    p.add_argument("--envs", type=int, default=8, help="parallel games = teacher batch size")
+    p.add_argument("--projections", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--skip-codecs", action="store_true", help="skip the codec comparison")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    teacher = load_teacher(args.teacher, game=args.game, device=device)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} cores; {teacher.describe()}")
+    bound = bare_throughput(teacher, args.envs, args.projections, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bench.h5"
+        cfg = RecordConfig(game=teacher.game, states=args.states, projections=args.projections, envs=args.envs)
+        start = time.time()
+        record(cfg, teacher, out, device=device, progress=False)
+        elapsed = time.time() - start
+        rate = args.states / elapsed
+        size = out.stat().st_size
+        print(f"bare teacher forward+backward (batch {args.envs}, K={args.projections}): {bound:8.1f} states/s")
+        print(f"recording ({args.states} states, env stepping and HDF5 writes included):  {rate:8.1f} states/s")
+        print(f"ratio recording / bare bound: {rate / bound:.2f}")
+        print(f"on disk: {size / args.states / 1024:.1f} KiB per state ({size / 2**20:.1f} MiB for {args.states} states)")
+        if not args.skip_codecs:
+            print("\ncodec       data        ratio   write MB/s   read MB/s")
+            for row in codec_table(out):
+                print(f"{row['codec']:11s} {row['data']:10s} {row['ratio']:7.2f} {row['write_MBps']:11.1f} "
+                      f"{row['read_MBps']:11.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

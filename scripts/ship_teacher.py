@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""Ship a trained teacher: copy its checkpoint to teachers/checkpoints/, evaluate it over N whole
+games, and write its card (algorithm, steps, wall time, hardware, returns, sha256, command).
+
+    python scripts/ship_teacher.py data/teachers/breakout_a2c_s0_run/step_1500000.zip --episodes 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill.rollout import play  # noqa: E402
+from teachers.load import SHIPPED_DIR, file_sha256, load_teacher, read_meta  # noqa: E402
+
+CARDS_DIR = SHIPPED_DIR.parent / "cards"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="a .zip written by distill-teacher (final or step_N.zip)")
+    p.add_argument("--episodes", type=int, default=30, help="evaluation games per mode (default 30)")
+    p.add_argument("--envs", type=int, default=6, help="games in parallel")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    meta = read_meta(args.checkpoint)
+    game = meta["game"]
+    run_json = args.checkpoint.parent / "run.json"
+    run = json.loads(run_json.read_text()) if run_json.exists() else {}
+    dest = SHIPPED_DIR / f"{game.lower()}_a2c.zip"
+    shutil.copyfile(args.checkpoint, dest)
+    teacher = load_teacher(dest, game=game)
+    results = {}
+    for mode in ("sample", "greedy"):
+        start = time.time()
+        results[mode] = play(teacher, game, args.episodes, mode=mode, seed=args.seed, envs=args.envs).summary()
+        results[mode]["seconds"] = round(time.time() - start, 1)
+    sha = file_sha256(dest)
+    s, g = results["sample"], results["greedy"]
+    card = f"""# {game} teacher (`teachers/checkpoints/{dest.name}`)
+
+| | |
+|---|---|
+| algorithm | stable-baselines3 {meta.get('algo', 'a2c').upper()}, rl-baselines3-zoo Atari settings (16 envs, n_steps 5, RMSpropTFLike lr 7e-4 eps 1e-5, ent 0.01, vf 0.25), NatureCNN policy |
+| environment steps | {meta.get('steps', 'unknown'):,} |
+| wall time | {run.get('wall_time_s', float('nan')) / 3600:.2f} h (training only, accumulated over resumes) |
+| hardware | {run.get('hardware', 'unknown')} |
+| seed | {meta.get('seed', 'unknown')} |
+| sha256 | `{sha}` |
+| evaluation, sampled actions | **{s['mean_return']:.1f} ± {s['std_return']:.1f}** (min {s['min_return']:.0f}, max {s['max_return']:.0f}) over {s['episodes']} whole games |
+| evaluation, greedy actions | {g['mean_return']:.1f} ± {g['std_return']:.1f} (min {g['min_return']:.0f}, max {g['max_return']:.0f}) over {g['episodes']} whole games |
+
+Evaluation: whole games (no episodic life, unclipped score, FIRE pressed after a lost life as the
+training-time reset did), seeds {args.seed}..{args.seed + args.envs - 1}, {args.envs} games in parallel.
+Reproduce the evaluation:
+
+    distill-eval --teacher {game} --episodes {args.episodes} --envs {args.envs} --seed {args.seed}
+
+Reproduce the training (then continue it with `--resume` and a larger `--steps`):
+
+    distill-teacher --game {game} --steps {meta.get('steps', 'N')} --seed {meta.get('seed', 0)}
+
+Training command as run: `{run.get('command', 'unknown')}`
+"""
+    CARDS_DIR.mkdir(exist_ok=True)
+    (CARDS_DIR / f"{game.lower()}.md").write_text(card)
+    (CARDS_DIR / f"{game.lower()}.json").write_text(json.dumps({"game": game, "sha256": sha, "meta": meta,
+                                                                 "run": run, "evaluation": results}, indent=2))
+    print(card)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

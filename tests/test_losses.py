@@ -1,0 +1,63 @@
+"""Distillation losses against hand-computed values; alpha 0 is plain KL."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from distill.losses import distillation_loss, kl_student_teacher, kl_teacher_student, sobolev_distance
+from distill.sobolev import input_gradients, random_unit_vectors
+from distill.students import STUDENTS, count_parameters, make_student
+
+
+def test_kl_matches_hand_computed_value():
+    # teacher probs (0.5, 0.5), student probs (0.25, 0.75)
+    teacher = torch.log(torch.tensor([[0.5, 0.5]]))
+    student = torch.log(torch.tensor([[0.25, 0.75]]))
+    ts = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    st = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
+    assert kl_teacher_student(student, teacher).item() == pytest.approx(ts, rel=1e-6)
+    assert kl_student_teacher(student, teacher).item() == pytest.approx(st, rel=1e-6)
+    assert kl_teacher_student(teacher, teacher).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_relative_sobolev_distance_hand_computed():
+    target = torch.zeros(1, 1, 4, 84, 84)
+    target[0, 0, 0, 0, 0] = 3.0
+    target[0, 0, 0, 0, 1] = 4.0  # ||g*||^2 = 25
+    pred = torch.zeros_like(target)
+    pred[0, 0, 0, 0, 0] = 3.0  # ||g - g*||^2 = 16
+    assert sobolev_distance(pred, target, "relative").item() == pytest.approx(16 / 25)
+    assert sobolev_distance(torch.zeros_like(target), target, "relative").item() == pytest.approx(1.0)
+    assert sobolev_distance(pred, target, "squared_l2").item() == pytest.approx(16.0)
+    assert sobolev_distance(pred, target, "mean_squared").item() == pytest.approx(16.0 / (4 * 84 * 84))
+
+
+def test_students_registry_and_sizes():
+    sizes = {name: count_parameters(make_student(name, 4)) for name in STUDENTS}
+    assert sizes["small"] < sizes["paper"] < sizes["nature"]
+    x = torch.rand(2, 4, 84, 84)
+    assert make_student("paper", 6)(x).shape == (2, 6)
+
+
+def test_alpha_zero_is_plain_kl_and_sobolev_term_is_zero_for_the_teacher_itself():
+    torch.manual_seed(0)
+    student = make_student("small", 4)
+    x = torch.rand(3, 4, 84, 84)
+    teacher_logits = torch.randn(3, 4)
+    plain = distillation_loss(student, x, teacher_logits, alpha=0.0)
+    assert plain.sobolev is None
+    assert plain.total.item() == pytest.approx(kl_teacher_student(student(x), teacher_logits).item(), rel=1e-6)
+    # a "teacher" identical to the student: its own recorded gradients give a zero Sobolev term
+    dirs = random_unit_vectors(3, 2, 4)
+    xr = x.clone().requires_grad_(True)
+    own = input_gradients(torch.log_softmax(student(xr), 1), xr, dirs, create_graph=False)
+    same = distillation_loss(student, x, student(x).detach(), alpha=1.0, directions=dirs, teacher_grads=own)
+    assert same.sobolev.item() == pytest.approx(0.0, abs=1e-10)
+    assert same.kl.item() == pytest.approx(0.0, abs=1e-6)
+    other = distillation_loss(student, x, teacher_logits, alpha=2.0, directions=dirs, teacher_grads=-own)
+    assert other.sobolev.item() == pytest.approx(4.0, rel=1e-5)  # ||2g||^2 / ||g||^2
+    other.total.backward()
+    assert all(p.grad is not None for p in student.parameters())
