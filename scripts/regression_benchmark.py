@@ -41,6 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--functions", nargs="+", default=list(FUNCTIONS), choices=list(FUNCTIONS))
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default 3000; 300 with --quick)")
     p.add_argument("--lr", type=float, default=RegressionConfig.lr, help="Adam learning rate, cosine-decayed")
+    p.add_argument("--gradient-scale", choices=("normalised", "none"), default="normalised",
+                   help="divide the gradient term by the training mean of ||grad||^2 (default) or not (none)")
     p.add_argument("--activation", default="relu", choices=list(ACTIVATIONS), help="hidden activation (paper: relu)")
     p.add_argument("--quick", action="store_true", help="1 seed, sizes 20 and 100, 300 steps, 1000 test points")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
@@ -66,7 +68,7 @@ def summarise(rows: list[dict], out: Path, cfg: RegressionConfig, seeds: int) ->
     sizes = sorted({k[1] for k in groups})
     funcs = [f for f in FUNCTIONS if any(k[0] == f for k in groups)]
     lines = [f"Regression benchmark: mean test MSE over {seeds} seed(s); {cfg.steps} Adam steps, lr {cfg.lr}, "
-             f"{cfg.activation}, 2x{cfg.hidden} hidden units; ratio = regular / sobolev (>1: Sobolev better).", ""]
+             f"{cfg.activation}, 2x{cfg.hidden} hidden units, gradient term scale {cfg.gradient_scale}; ratio = regular / sobolev (>1: Sobolev better).", ""]
     header = "| function | " + " | ".join(f"n={n} regular | n={n} sobolev | n={n} ratio" for n in sizes) + " |"
     lines += [header, "|" + "---|" * (1 + 3 * len(sizes))]
     verdict = {}
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
     if steps < 1:
         print("error: --steps must be at least 1", file=sys.stderr)
         return 2
-    cfg = RegressionConfig(steps=steps, lr=args.lr, activation=args.activation,
+    cfg = RegressionConfig(steps=steps, lr=args.lr, activation=args.activation, gradient_scale=args.gradient_scale,
                            n_test=1000 if args.quick else RegressionConfig.n_test)
     seeds = 1 if args.quick else args.seeds
     sizes = [s for s in args.sizes if not (args.quick and s > 100)]

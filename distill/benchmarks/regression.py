@@ -33,6 +33,7 @@ class RegressionConfig:
     hidden: int = 256
     n_test: int = 10_000
     activation: str = "relu"
+    gradient_scale: str = "normalised"  # "normalised": divide the gradient term by mean ||grad||^2; "none"
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "softplus": lambda: nn.Softplus(beta=5.0), "tanh": nn.Tanh}
@@ -90,6 +91,11 @@ def run_regression(func: TestFunction, n_train: int, method: str, seed: int,
     norm = _Normaliser(func, y_train)
     xn, yn, gn = norm.x(x_train), norm.y(y_train), norm.grad(g_train)
 
+    grad_weight = 1.0
+    if cfg.gradient_scale == "normalised":
+        grad_weight = 1.0 / float(gn.pow(2).sum(1).mean().clamp_min(1e-12))
+    elif cfg.gradient_scale != "none":
+        raise ValueError(f"gradient_scale must be 'normalised' or 'none', got {cfg.gradient_scale!r}")
     torch.manual_seed(seed)
     model = make_mlp(cfg.hidden, cfg.activation)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -103,7 +109,7 @@ def run_regression(func: TestFunction, n_train: int, method: str, seed: int,
             idx = torch.randint(n_train, (cfg.batch_size,), generator=batch_gen)
             xb, yb, gb = xn[idx], yn[idx], gn[idx]
         if method == "sobolev":
-            loss = sobolev_loss(model, xb, yb, gb).total
+            loss = sobolev_loss(model, xb, yb, gb, weights=(1.0, grad_weight)).total
         else:
             loss = squared_error(model(xb), yb.unsqueeze(1))
         opt.zero_grad(set_to_none=True)

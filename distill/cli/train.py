@@ -1,0 +1,71 @@
+"""``distill-train``: distil a recorded teacher into a student with KL + alpha * Sobolev."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from distill.device import resolve_device
+from distill.errors import cli_entry
+from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES
+from distill.students import STUDENTS
+from distill.train import TrainConfig, find_latest_recording, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig(dataset="", game="Breakout")
+    p = argparse.ArgumentParser(
+        prog="distill-train",
+        description="Train a student on a recording: KL(teacher || student) + alpha * distance between the student's "
+                    "and the teacher's projected input gradients grad_s <log pi(s), v>. Splits by whole episodes.",
+    )
+    p.add_argument("--dataset", type=Path, default=None,
+                   help="recording (.h5); default: the newest complete recording of --game under data/recordings")
+    p.add_argument("--game", default="Breakout", help="game, used to find the recording (default Breakout)")
+    p.add_argument("--alpha", type=float, default=d.alpha, help="weight of the Sobolev term; 0 = plain KL (default 1)")
+    p.add_argument("--fraction", type=float, default=d.fraction,
+                   help="share of the states (whole episodes) used for training, in (0,1) (default 0.1)")
+    p.add_argument("--student", choices=tuple(STUDENTS), default=d.student, help="student network (default paper)")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"states per step (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--kl", choices=KL_DIRECTIONS, default=d.kl,
+                   help="KL direction of the value term (default teacher-student: KL(pi* || pi))")
+    p.add_argument("--distance", choices=SOBOLEV_DISTANCES, default=d.distance,
+                   help="distance between gradient projections (default relative: ||g-g*||^2 / ||g*||^2)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
+    p.add_argument("--test-cap", type=int, default=d.test_cap,
+                   help="held-out states used at each periodic evaluation (the final one uses all)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run directory (default data/runs/<game>-<student>-a<alpha>-f<fraction>-s<seed>)")
+    p.add_argument("--seed", type=int, default=d.seed, help="initialisation and batch seed")
+    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the episode shuffle for the split")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--force", action="store_true", help="delete an existing run directory and start over")
+    return p
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    from distill.atari import canonical_game
+
+    args = build_parser().parse_args(argv)
+    game = canonical_game(args.game)
+    dataset = args.dataset or find_latest_recording(game)
+    cfg = TrainConfig(dataset=str(dataset), game=game, alpha=args.alpha, fraction=args.fraction, student=args.student,
+                      steps=args.steps, batch_size=args.batch_size, lr=args.lr, kl=args.kl, distance=args.distance,
+                      eval_every=args.eval_every, test_cap=args.test_cap, seed=args.seed, split_seed=args.split_seed)
+    cfg.validate()
+    out = args.out or Path("data/runs") / f"{game.lower()}-{args.student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
+    device = resolve_device(args.device)
+    print(f"distilling {dataset} into a '{args.student}' student on {device} -> {out}", file=sys.stderr)
+    final = train(cfg, out, device, resume=args.resume, force=args.force)
+    print(json.dumps(final, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

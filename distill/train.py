@@ -1,0 +1,222 @@
+"""Distil a recorded teacher into a student: KL + alpha * stochastic Sobolev term, resumable runs.
+
+A run directory holds ``config.json``, ``metrics.csv`` (one row per evaluation), ``metrics.json``
+(final held-out metrics), ``latest.pt`` / ``best.pt`` checkpoints and TensorBoard logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import distill
+from distill.data import TrainingData, _read_rows, recording_episodes, split_by_episodes
+from distill.dataset_file import open_recording
+from distill.errors import UserError
+from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES, distillation_loss, policy_kl
+from distill.students import STUDENTS, count_parameters, make_student
+
+METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "test_action_error", "test_kl",
+                 "test_kl_student_teacher", "test_states", "seconds"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a distillation run (compared on --resume)."""
+
+    dataset: str
+    game: str
+    alpha: float = 1.0
+    fraction: float = 0.1
+    student: str = "paper"
+    steps: int = 8000
+    batch_size: int = 64
+    lr: float = 3e-4
+    kl: str = "teacher-student"
+    distance: str = "relative"
+    eval_every: int = 500
+    test_cap: int = 5000
+    seed: int = 0
+    split_seed: int = 0
+
+    def validate(self) -> None:
+        if not 0.0 < self.fraction < 1.0:
+            raise UserError(f"--fraction must be strictly between 0 and 1, got {self.fraction}")
+        if self.alpha < 0 or not math.isfinite(self.alpha):
+            raise UserError(f"--alpha must be >= 0, got {self.alpha}")
+        if self.student not in STUDENTS:
+            raise UserError(f"unknown --student {self.student!r}; choose one of {', '.join(STUDENTS)}")
+        if self.kl not in KL_DIRECTIONS:
+            raise UserError(f"--kl must be one of {', '.join(KL_DIRECTIONS)}, got {self.kl!r}")
+        if self.distance not in SOBOLEV_DISTANCES:
+            raise UserError(f"--distance must be one of {', '.join(SOBOLEV_DISTANCES)}, got {self.distance!r}")
+        for name in ("steps", "batch_size", "eval_every", "test_cap"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+
+
+@torch.no_grad()
+def evaluate_states(student: torch.nn.Module, dataset: Path, rows: np.ndarray, device: torch.device,
+                    block: int = 1024) -> dict:
+    """Held-out metrics: action error (argmax disagreement) and KL in both directions, in nats."""
+    student.eval()
+    errors, kl_ts, kl_st = 0.0, 0.0, 0.0
+    with open_recording(dataset) as f:
+        for start in range(0, len(rows), block):
+            part = rows[start:start + block]
+            obs = torch.from_numpy(_read_rows(f["obs"], part)).to(device).float().div_(255)
+            teacher = torch.from_numpy(f["logits"][part[0]:part[-1] + 1][part - part[0]]).to(device)
+            logits = student(obs)
+            errors += (logits.argmax(1) != teacher.argmax(1)).sum().item()
+            kl_ts += policy_kl(logits, teacher, "teacher-student").item() * len(part)
+            kl_st += policy_kl(logits, teacher, "student-teacher").item() * len(part)
+    student.train()
+    n = max(len(rows), 1)
+    return {"test_action_error": errors / n, "test_kl": kl_ts / n, "test_kl_student_teacher": kl_st / n,
+            "test_states": len(rows)}
+
+
+def find_latest_recording(game: str, data_dir: Path = Path("data")) -> Path:
+    """Newest complete recording of ``game`` under ``data/recordings``."""
+    candidates = sorted((data_dir / "recordings").glob(f"{game.lower()}-*.h5"), key=lambda p: p.stat().st_mtime,
+                        reverse=True)
+    for path in candidates:
+        try:
+            open_recording(path).close()
+            return path
+        except UserError:
+            continue
+    raise UserError(f"no complete recording of {game} under {data_dir / 'recordings'}; make one with "
+                    f"`distill-record --game {game}` or pass --dataset FILE")
+
+
+def _save(path: Path, student, optimizer, step: int, best: float, rng: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best": best,
+                "rng": rng}, tmp)
+    tmp.replace(path)  # atomic: a kill never leaves a half-written checkpoint
+
+
+def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = False, force: bool = False,
+          progress: bool = True) -> dict:
+    """Train one student; returns the final held-out metrics (also in ``run_dir/metrics.json``)."""
+    cfg.validate()
+    dataset = Path(cfg.dataset)
+    episode_of_state, attrs = recording_episodes(dataset)
+    if str(attrs["game"]) != cfg.game:
+        raise UserError(f"{dataset} is a recording of {attrs['game']}, not {cfg.game}; pass --game {attrs['game']}")
+    n_actions = int(attrs["n_actions"])
+    split = split_by_episodes(episode_of_state, cfg.fraction, cfg.split_seed)
+
+    config_path = run_dir / "config.json"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if resume:
+            if not config_path.exists():
+                raise UserError(f"--resume: {run_dir} holds no config.json; it is not a training run")
+            old = json.loads(config_path.read_text())["config"]
+            diffs = [k for k, v in asdict(cfg).items() if old.get(k) != v and k not in ("steps", "eval_every")]
+            if diffs:
+                raise UserError(f"--resume: {run_dir} was trained with other settings ({', '.join(diffs)}); "
+                                "use the same flags or another --out")
+        elif force:
+            shutil.rmtree(run_dir)
+        else:
+            raise UserError(f"{run_dir} already exists; pass --resume to continue it or --force to start over")
+    elif resume:
+        print(f"--resume: {run_dir} does not exist yet; starting a new run", file=sys.stderr)
+
+    torch.manual_seed(cfg.seed)
+    student = make_student(cfg.student, n_actions).to(device)
+    optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    step, best = 0, float("inf")
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    latest = run_dir / "latest.pt"
+    if resume and latest.exists():
+        state = torch.load(latest, map_location=device, weights_only=False)
+        student.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, best = int(state["step"]), float(state["best"])
+        gen.set_state(state["rng"]["batch"])
+
+    with_grads = cfg.alpha > 0
+    data = TrainingData(dataset, split.train_rows, device, with_gradients=with_grads)
+    capped = np.sort(np.random.default_rng(cfg.split_seed).choice(split.test_rows, min(cfg.test_cap, len(split.test_rows)),
+                                                                  replace=False))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps({
+        "config": asdict(cfg), "n_actions": n_actions, "student_parameters": count_parameters(student),
+        "train_states": int(len(split.train_rows)), "test_states": int(len(split.test_rows)),
+        "train_episodes": int(len(split.train_episodes)), "test_episodes": int(len(split.test_episodes)),
+        "teacher_sha256": str(attrs["teacher_sha256"]), "device": str(device), "package_version": distill.__version__,
+        "command": " ".join(sys.argv)}, indent=2))
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    metrics_path = run_dir / "metrics.csv"
+    if step == 0 or not metrics_path.exists():
+        with metrics_path.open("w", newline="") as handle:
+            csv.DictWriter(handle, METRIC_FIELDS).writeheader()
+    else:  # drop rows logged after the checkpoint we resume from
+        with metrics_path.open() as handle:
+            kept = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
+        with metrics_path.open("w", newline="") as handle:
+            w = csv.DictWriter(handle, METRIC_FIELDS)
+            w.writeheader()
+            w.writerows(kept)
+
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"distil a={cfg.alpha:g} f={cfg.fraction:g}", unit="step",
+               disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    start_time, running = time.time(), {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0}
+    student.train()
+    while step < cfg.steps:
+        idx = torch.randint(data.n, (cfg.batch_size,), generator=gen).to(device)
+        obs, teacher_logits, dirs, grads = data.batch(idx)
+        out = distillation_loss(student, obs, teacher_logits, cfg.alpha, dirs, grads, cfg.kl, cfg.distance)
+        optimizer.zero_grad(set_to_none=True)
+        out.total.backward()
+        optimizer.step()
+        step += 1
+        running["loss"] += out.total.item()
+        running["kl"] += out.kl.item()
+        running["sob"] += out.sobolev.item() if out.sobolev is not None else 0.0
+        running["n"] += 1
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            metrics = evaluate_states(student, dataset, capped, device)
+            n = max(running["n"], 1)
+            row = {"step": step, "samples": step * cfg.batch_size, "train_loss": running["loss"] / n,
+                   "train_kl": running["kl"] / n, "train_sobolev": running["sob"] / n if with_grads else "",
+                   **metrics, "seconds": round(time.time() - start_time, 1)}
+            running = {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0}
+            with metrics_path.open("a", newline="") as handle:
+                csv.DictWriter(handle, METRIC_FIELDS).writerow(row)
+            for key in ("train_loss", "train_kl", "test_action_error", "test_kl"):
+                writer.add_scalar(key, row[key], step)
+            if with_grads:
+                writer.add_scalar("train_sobolev", row["train_sobolev"], step)
+            bar.set_postfix(err=f"{metrics['test_action_error']:.3f}", kl=f"{metrics['test_kl']:.4f}",
+                            sps=f"{row['samples'] / max(row['seconds'], 1e-9):.0f}" if step else "", refresh=False)
+            if metrics["test_kl"] < best:
+                best = metrics["test_kl"]
+                _save(run_dir / "best.pt", student, optimizer, step, best, {"batch": gen.get_state()})
+            _save(latest, student, optimizer, step, best, {"batch": gen.get_state()})
+    bar.close()
+    writer.close()
+    final = evaluate_states(student, dataset, split.test_rows, device)  # the whole held-out set
+    final.update({"step": step, "alpha": cfg.alpha, "fraction": cfg.fraction, "seed": cfg.seed,
+                  "student": cfg.student, "best_capped_test_kl": best})
+    (run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
+    return final
