@@ -1,0 +1,126 @@
+"""distill-train: episode split, alpha 0 equals plain KL training, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from distill.data import split_by_episodes
+from distill.errors import UserError
+from distill.recording import RecordConfig, record
+from distill.train import TrainConfig, train
+
+from test_recording import TinyTeacher
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rec") / "breakout-test.h5"
+    # epsilon-random behaviour makes short, varied games: several episodes in few states
+    record(RecordConfig(game="Breakout", states=400, envs=4, seed=0, epsilon=0.5), TinyTeacher(), path, progress=False)
+    return path
+
+
+def test_split_keeps_whole_episodes_and_honours_the_fraction():
+    episode = np.repeat(np.arange(50), np.random.default_rng(0).integers(5, 40, 50))
+    rng = np.random.default_rng(1)
+    episode = episode[np.argsort(rng.random(len(episode)), kind="stable")]  # interleaved, as with parallel games
+    for fraction in (0.05, 0.1, 0.5, 0.9):
+        split = split_by_episodes(episode, fraction, seed=3)
+        assert not set(episode[split.train_rows]) & set(episode[split.test_rows])
+        assert len(split.train_rows) + len(split.test_rows) == len(episode)
+        share = len(split.train_rows) / len(episode)
+        assert fraction <= share < fraction + 40 / len(episode) + 1e-9  # at most one episode over
+    a, b = split_by_episodes(episode, 0.3, seed=3), split_by_episodes(episode, 0.3, seed=3)
+    np.testing.assert_array_equal(a.train_rows, b.train_rows)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_fraction_outside_open_interval_is_refused(fraction):
+    with pytest.raises(UserError, match="strictly between 0 and 1"):
+        split_by_episodes(np.array([0, 0, 1, 1]), fraction)
+
+
+def test_fraction_leaving_no_test_episode_is_refused():
+    with pytest.raises(UserError, match="leaves no test episode"):
+        split_by_episodes(np.array([0, 0, 0, 0, 1]), 0.9)
+
+
+def cfg(recording, **kw):
+    base = dict(dataset=str(recording), game="Breakout", student="small", steps=30, batch_size=8, eval_every=10,
+                test_cap=64, fraction=0.5)
+    return TrainConfig(**(base | kw))
+
+
+def test_alpha_zero_matches_plain_kl_training(recording, tmp_path):
+    from distill.data import TrainingData
+    from distill.losses import kl_teacher_student
+    from distill.students import make_student
+
+    final = train(cfg(recording, alpha=0.0, steps=20), tmp_path / "run", torch.device("cpu"), progress=False)
+    trained = make_student("small", 4)
+    trained.load_state_dict(torch.load(tmp_path / "run" / "latest.pt", weights_only=False)["model"])
+    # the same 20 steps written out by hand with plain KL
+    torch.manual_seed(0)
+    student = make_student("small", 4)
+    opt = torch.optim.Adam(student.parameters(), lr=3e-4)
+    gen = torch.Generator().manual_seed(0)
+    from distill.data import recording_episodes
+
+    split = split_by_episodes(recording_episodes(recording)[0], 0.5, 0)
+    data = TrainingData(recording, split.train_rows, torch.device("cpu"), with_gradients=False)
+    for _ in range(20):
+        idx = torch.randint(data.n, (8,), generator=gen)
+        obs, logits, _, _ = data.batch(idx)
+        loss = kl_teacher_student(student(obs), logits)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for a, b in zip(student.parameters(), trained.parameters()):
+        torch.testing.assert_close(a, b)
+    assert final["step"] == 20 and 0 <= final["test_action_error"] <= 1
+
+
+def test_run_files_and_resume_continue_where_they_stopped(recording, tmp_path):
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=1.0, steps=20), run, torch.device("cpu"), progress=False)
+    for name in ("config.json", "metrics.csv", "metrics.json", "latest.pt", "best.pt"):
+        assert (run / name).exists(), name
+    assert any((run / "tensorboard").iterdir())
+    with pytest.raises(UserError, match="already exists"):
+        train(cfg(recording, alpha=1.0, steps=40), run, torch.device("cpu"), progress=False)
+    with pytest.raises(UserError, match="other settings.*alpha"):
+        train(cfg(recording, alpha=2.0, steps=40), run, torch.device("cpu"), resume=True, progress=False)
+    final = train(cfg(recording, alpha=1.0, steps=40), run, torch.device("cpu"), resume=True, progress=False)
+    assert final["step"] == 40
+    rows = (run / "metrics.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [10, 20, 30, 40]
+    # resuming equals training straight through
+    straight = train(cfg(recording, alpha=1.0, steps=40), tmp_path / "straight", torch.device("cpu"), progress=False)
+    assert straight["test_kl"] == pytest.approx(final["test_kl"], rel=1e-5)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"alpha": -1.0}, "--alpha must be >= 0"),
+    ({"fraction": 1.0}, "strictly between 0 and 1"),
+    ({"student": "huge"}, "unknown --student"),
+    ({"game": "Pong"}, "recording of Breakout, not Pong"),
+])
+def test_bad_training_input_leaves_no_run_directory(recording, tmp_path, kw, message):
+    with pytest.raises(UserError, match=message):
+        train(cfg(recording, **kw), tmp_path / "run", torch.device("cpu"), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from distill.cli.train import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["--game", "Pong"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "no complete recording of Pong" in err and "distill-record --game Pong" in err
+    assert len(err.splitlines()) == 1
