@@ -220,3 +220,21 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
                   "student": cfg.student, "best_capped_test_kl": best})
     (run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
     return final
+
+
+def load_student(run_dir: str | Path, which: str = "best", device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """A trained student and its run's config.json, refusing directories that are not runs."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    checkpoint = run_dir / f"{which}.pt"
+    if not config_path.exists() or not checkpoint.exists():
+        raise UserError(f"{run_dir} is not a finished distill-train run (needs config.json and {which}.pt); "
+                        "train one with `distill-train`")
+    info = json.loads(config_path.read_text())
+    student = make_student(info["config"]["student"], int(info["n_actions"]))
+    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    student.load_state_dict(state["model"])
+    student.to(device).eval()
+    for p in student.parameters():
+        p.requires_grad_(False)
+    return student, info

@@ -124,3 +124,22 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and "no complete recording of Pong" in err and "distill-record --game Pong" in err
     assert len(err.splitlines()) == 1
+
+
+def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_models, capsys):
+    from distill.cli.evaluate import main
+
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
+    out = tmp_path / "eval.json"
+    gif = tmp_path / "game.gif"
+    assert main(["--student", str(run), "--teacher", str(sb3_models["a2c_breakout"]), "--episodes", "1",
+                 "--envs", "1", "--mode", "greedy", "--json", str(out), "--video", str(gif)]) == 0
+    report = json.loads(out.read_text())
+    assert report["policy"] == "student" and report["episodes"] == 1
+    assert report["teacher"]["episodes"] == 1 and "student_over_teacher" in report
+    assert 0 <= report["held_out"]["test_action_error"] <= 1
+    assert gif.stat().st_size > 1000
+    with pytest.raises(SystemExit) as exc:
+        main(["--student", str(tmp_path)])
+    assert exc.value.code == 2 and "not a finished distill-train run" in capsys.readouterr().err
