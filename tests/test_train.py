@@ -143,3 +143,22 @@ def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_mo
     with pytest.raises(SystemExit) as exc:
         main(["--student", str(tmp_path)])
     assert exc.value.code == 2 and "not a finished distill-train run" in capsys.readouterr().err
+
+
+def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "figure4.py"
+    spec = importlib.util.spec_from_file_location("figure4", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["--dataset", str(recording), "--out", str(tmp_path), "--fractions", "0.5", "--seeds", "1",
+            "--steps", "10", "--eval-every", "5", "--student", "small", "--test-cap", "32"]
+    assert module.main(args) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert "| 0.5 | 0 |" in table and "| 0.5 | 1 |" in table
+    assert (tmp_path / "figure4.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert module.main(args) == 0
+    assert capsys.readouterr().err.count("reuse") == 2

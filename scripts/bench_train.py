@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Benchmark distillation steps: samples/s for alpha 0 and alpha 1 on the same data and device,
+their ratio, and the share of step time spent fetching the batch (data wait).
+
+    python scripts/bench_train.py --dataset data/recordings/breakout-....h5 --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill.data import TrainingData, recording_episodes, split_by_episodes  # noqa: E402
+from distill.device import resolve_device  # noqa: E402
+from distill.losses import distillation_loss  # noqa: E402
+from distill.students import make_student  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(data: TrainingData, alpha: float, steps: int, batch: int, student_name: str, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    student = make_student(student_name, data.logits.shape[1]).to(device)
+    opt = torch.optim.Adam(student.parameters(), lr=3e-4)
+    gen = torch.Generator().manual_seed(0)
+    wait = total = 0.0
+    for i in range(steps + 10):
+        t0 = time.perf_counter()
+        idx = torch.randint(data.n, (batch,), generator=gen).to(device)
+        obs, logits, dirs, grads = data.batch(idx)
+        sync(device)
+        t1 = time.perf_counter()
+        loss = distillation_loss(student, obs, logits, alpha, dirs, grads).total
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync(device)
+        t2 = time.perf_counter()
+        if i >= 10:  # warm-up excluded
+            wait += t1 - t0
+            total += t2 - t0
+    return {"samples_per_s": steps * batch / total, "step_ms": 1000 * total / steps, "data_wait_share": wait / total}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", type=Path, required=True)
+    p.add_argument("--fraction", type=float, default=0.1)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--student", default="paper")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    episodes, _ = recording_episodes(args.dataset)
+    split = split_by_episodes(episodes, args.fraction, 0)
+    data = TrainingData(args.dataset, split.train_rows, device, with_gradients=True)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, {data.n} training states, batch {args.batch_size}, "
+          f"student {args.student}")
+    results = {alpha: bench(data, alpha, args.steps, args.batch_size, args.student, device) for alpha in (0.0, 1.0)}
+    for alpha, r in results.items():
+        print(f"alpha {alpha:g}: {r['samples_per_s']:8.1f} samples/s, {r['step_ms']:7.2f} ms/step, "
+              f"data wait {100 * r['data_wait_share']:.1f}% of step time")
+    print(f"alpha-1 step / alpha-0 step: {results[1.0]['step_ms'] / results[0.0]['step_ms']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
