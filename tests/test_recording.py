@@ -107,12 +107,36 @@ def test_bad_record_settings_are_refused(tmp_path):
     with pytest.raises(UserError, match="projections=1, not 2"):
         record(RecordConfig(game="Breakout", states=20, envs=2, projections=2), teacher, out, resume=True)
     assert out.read_bytes() == before  # refused resumes leave the file untouched
-    locked = tmp_path / "ro"
-    locked.mkdir()
-    locked.chmod(0o500)
-    if os.geteuid() != 0:  # root ignores permissions
-        with pytest.raises(UserError, match="writable"):
-            record(RecordConfig(game="Breakout", states=5), teacher, locked / "sub" / "c.h5")
+    not_a_dir = tmp_path / "plain-file"
+    not_a_dir.write_text("x")
+    with pytest.raises(UserError, match="writable"):
+        record(RecordConfig(game="Breakout", states=5), teacher, not_a_dir / "sub" / "c.h5")
+
+
+def test_disk_full_keeps_a_valid_resumable_file(tmp_path, monkeypatch):
+    import errno
+
+    from distill import recording
+
+    teacher = TinyTeacher()
+    out = tmp_path / "full.h5"
+    original = recording._Writer.flush
+    calls = {"n": 0}
+
+    def failing_flush(self, episodes):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, episodes)
+
+    monkeypatch.setattr(recording._Writer, "flush", failing_flush)
+    with pytest.raises(UserError, match="valid up to 256 states.*--resume"):
+        record(RecordConfig(game="Breakout", states=600, envs=4), teacher, out, progress=False)
+    monkeypatch.setattr(recording._Writer, "flush", original)
+    assert read_committed(out) == 256
+    record(RecordConfig(game="Breakout", states=600, envs=4), teacher, out, resume=True, progress=False)
+    with open_recording(out) as f:
+        assert f["obs"].shape[0] == 600 and f.attrs["complete"]
 
 
 def test_incomplete_and_corrupt_files_are_refused_for_training(tmp_path):
