@@ -125,10 +125,13 @@ def make_vec_env(
     seed: int | None = 0,
     training: bool = False,
     monitor_dir: str | None = None,
+    subprocesses: bool = False,
 ):
     """Vectorised env yielding ``uint8[n_envs, 4, 84, 84]`` observations.
 
     ``training=True`` adds episodic life and reward clipping (teacher training only).
+    ``subprocesses=True`` steps each game in its own process (SB3's ``SubprocVecEnv``), so that
+    ``step_async`` lets the caller work while the games advance.
     Episode statistics in ``info["episode"]`` are whole-game, unclipped scores either way,
     because SB3 puts its ``Monitor`` beneath the Atari wrappers.
     """
@@ -147,7 +150,13 @@ def make_vec_env(
         return env
 
     # what SB3's make_atari_env does, plus FireOnLifeLoss outside training
-    venv = sb3_make_vec_env(env_id(game), n_envs=n_envs, seed=seed, monitor_dir=monitor_dir, wrapper_class=wrap)
+    vec_cls, vec_kwargs = None, None
+    if subprocesses and n_envs > 1:
+        from stable_baselines3.common.vec_env import SubprocVecEnv
+
+        vec_cls, vec_kwargs = SubprocVecEnv, {"start_method": "fork"}
+    venv = sb3_make_vec_env(env_id(game), n_envs=n_envs, seed=seed, monitor_dir=monitor_dir, wrapper_class=wrap,
+                            vec_env_cls=vec_cls, vec_env_kwargs=vec_kwargs)
     venv = VecFrameStack(venv, n_stack=FRAME_STACK)
     return VecTransposeImage(venv)
 

@@ -33,6 +33,7 @@ from distill.sobolev import input_gradients, random_unit_vectors
 
 SCHEMA_VERSION = 1
 GRAD_DTYPES = {"float16": np.float16, "float32": np.float32}
+TORCH_GRAD_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 BEHAVIOURS = ("sample", "greedy")
 CHUNK_STATES = 16  # states per HDF5 chunk: small enough for fast random reads, large enough to compress
 EPISODE_FIELDS = ("start", "length", "return", "complete")
@@ -97,18 +98,19 @@ def default_recording_path(game: str, data_dir: Path = Path("data")) -> Path:
 # the teacher step: one forward pass for the action and the gradients
 # ---------------------------------------------------------------------------------------------
 def teacher_step(teacher: torch.nn.Module, obs: np.ndarray, k: int, generator: torch.Generator,
-                 device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 device: torch.device, grad_dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits ``[B, A]``, directions ``[B, K, A]`` and ``grad_s <log_softmax(teacher(s)), v_k>`` ``[B, K, 4, 84, 84]``.
 
     One forward pass serves the action choice and all K projections; the graph is freed
-    before returning.
+    before returning. Gradients come back already cast to ``grad_dtype`` (torch's float16 cast
+    is several times faster than numpy's).
     """
     x = atari.scale_obs(obs).to(device).requires_grad_(True)
     logits = teacher(x)
     log_probs = torch.log_softmax(logits.float(), dim=1)
     dirs = random_unit_vectors(x.shape[0], k, log_probs.shape[1], generator=generator).to(device)
     grads = input_gradients(log_probs, x, dirs, create_graph=False)
-    return logits.detach().float().cpu().numpy(), dirs.cpu().numpy(), grads.cpu().numpy()
+    return logits.detach().float().cpu().numpy(), dirs.cpu().numpy(), grads.to(grad_dtype).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,8 +173,6 @@ class _Writer:
             new = self.n + self.buffered
             for key, parts in self.buffers.items():
                 data = np.concatenate(parts)
-                if key == "proj_grads":
-                    data = data.astype(self.grad_dtype)
                 ds = self.f[key]
                 ds.resize(new, axis=0)
                 ds[self.n:new] = data
@@ -258,7 +258,7 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
             raise UserError(f"cannot write {out}: {exc}; choose a writable --out") from None
 
     seed = cfg.seed + 100_003 * resumes  # fresh games after a resume, still reproducible
-    venv = atari.make_vec_env(cfg.game, n_envs=cfg.envs, seed=seed, training=False)
+    venv = atari.make_vec_env(cfg.game, n_envs=cfg.envs, seed=seed, training=False, subprocesses=True)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     f = h5py.File(out, "a", libver="latest")
@@ -273,6 +273,7 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
         for name, value in zip(EPISODE_FIELDS, (first_state, 0, 0.0, False)):
             episodes[name].append(value)
 
+    loop_start = time.time()
     bar = tqdm(total=cfg.states, initial=start_n, desc=f"record {cfg.game}", unit="state", unit_scale=True,
                disable=not progress, dynamic_ncols=True, mininterval=1.0)
     last_flush = time.time()
@@ -281,7 +282,8 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
     try:
         while n_total < cfg.states:
             take = min(cfg.envs, cfg.states - n_total)
-            logits, dirs, grads = teacher_step(teacher, obs[:take], cfg.projections, gen, device)
+            logits, dirs, grads = teacher_step(teacher, obs[:take], cfg.projections, gen, device,
+                                               TORCH_GRAD_DTYPES[cfg.grad_dtype])
             probs = torch.softmax(torch.from_numpy(logits), dim=1)
             if cfg.behaviour == "greedy":
                 chosen = probs.argmax(dim=1).numpy()
@@ -294,23 +296,24 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
                 if not started[i]:
                     open_episode(i, n_total + i)
                     started[i] = True
+            actions = np.zeros(cfg.envs, dtype=np.int64)
+            actions[:take] = chosen
+            venv.step_async(actions)  # the games advance in their processes while we store this step
             writer.add(obs=obs[:take].copy(), logits=logits, actions=chosen.astype(np.int64),
                        episode=current[:take].astype(np.int32), proj_dirs=dirs, proj_grads=grads)
             for i in range(take):
                 episodes["length"][current[i]] += 1
             n_total += take
-            actions = np.zeros(cfg.envs, dtype=np.int64)
-            actions[:take] = chosen
-            obs, rewards, dones, infos = venv.step(actions)
+            if writer.buffered >= 256 or time.time() - last_flush > 5:
+                writer.flush({k: np.asarray(v) for k, v in episodes.items()})
+                last_flush = time.time()
+            obs, rewards, dones, infos = venv.step_wait()
             for i in range(take):
                 episodes["return"][current[i]] += float(rewards[i])
                 if dones[i]:
                     episodes["complete"][current[i]] = True
                     started[i] = False
             bar.update(take)
-            if writer.buffered >= 256 or time.time() - last_flush > 5:
-                writer.flush({k: np.asarray(v) for k, v in episodes.items()})
-                last_flush = time.time()
         writer.flush({k: np.asarray(v) for k, v in episodes.items()})
     except OSError as exc:
         raise UserError(f"writing {out} failed ({exc}); the file is valid up to {writer.n} states: free space and "
@@ -319,7 +322,12 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
         bar.close()
         venv.close()
         f.close()
+    loop_seconds = time.time() - loop_start
     with h5py.File(out, "a", libver="latest") as f:
+        # steady-state speed of this invocation (environment construction excluded)
+        f.attrs["last_run_states"] = n_total - start_n
+        f.attrs["last_run_seconds"] = loop_seconds
+        f.attrs["recording_seconds"] = float(f.attrs.get("recording_seconds", 0.0)) + loop_seconds
         f.attrs["complete"] = True
         f.attrs["target_states"] = cfg.states
         f.attrs["finished"] = datetime.now(timezone.utc).isoformat()
