@@ -76,3 +76,20 @@ def test_evaluation_plays_whole_breakout_games_without_stalling():
     assert "episode" in infos[0]  # whole-game statistics from SB3's Monitor
     assert step < 5_000
     venv.close()
+
+
+def test_subprocess_games_match_in_process_games():
+    """Recording steps games in subprocesses; they must be the very same games."""
+    a = atari.make_vec_env("Breakout", n_envs=2, seed=5, training=False)
+    b = atari.make_vec_env("Breakout", n_envs=2, seed=5, training=False, subprocesses=True)
+    np.testing.assert_array_equal(a.reset(), b.reset())
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        actions = rng.integers(0, 4, size=2)
+        b.step_async(actions)
+        oa, ra, da, _ = a.step(actions)
+        ob, rb, db, _ = b.step_wait()
+        np.testing.assert_array_equal(oa, ob)
+        np.testing.assert_array_equal(ra, rb)
+    a.close()
+    b.close()
