@@ -180,6 +180,10 @@ def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force:
             wall_before = float(meta.get("wall_time_s", 0.0))
         if start_from is None and out.exists():
             start_from = (out, -1)
+            if not meta_path.exists():  # e.g. a shipped checkpoint copied to a new machine
+                from teachers.load import read_meta
+
+                wall_before = float(read_meta(out).get("wall_time_s", 0.0))
         if start_from is None:
             print(f"--resume: nothing to resume in {run_dir}; starting a new run", file=sys.stderr)
 
@@ -200,7 +204,8 @@ def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force:
         model.save(path)
         from teachers.load import write_meta
 
-        write_meta(path, {"game": cfg.game, "algo": cfg.algo, "steps": int(step_count), "seed": cfg.seed})
+        write_meta(path, {"game": cfg.game, "algo": cfg.algo, "steps": int(step_count), "seed": cfg.seed,
+                          "wall_time_s": wall_before + time.time() - t_start})
         for old, _ in sorted(((p, int(_STEP_RE.search(p.name).group(1))) for p in run_dir.glob("step_*.zip")),
                              key=lambda item: item[1])[:-2]:
             old.unlink()  # keep the two newest checkpoints
