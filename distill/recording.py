@@ -155,9 +155,8 @@ def read_committed(path: Path) -> int:
 class _Writer:
     """Appends steps to an open SWMR file; commits rows and the episode table at each flush."""
 
-    def __init__(self, f: h5py.File, grad_dtype: str):
+    def __init__(self, f: h5py.File):
         self.f = f
-        self.grad_dtype = GRAD_DTYPES[grad_dtype]
         self.n = int(f["committed"][0])
         self.buffers: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "logits", "actions", "episode",
                                                                      "proj_dirs", "proj_grads")}
@@ -263,7 +262,7 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
     rng = np.random.default_rng(seed)
     f = h5py.File(out, "a", libver="latest")
     f.swmr_mode = True
-    writer = _Writer(f, cfg.grad_dtype)
+    writer = _Writer(f)
     start_n = writer.n
     obs = venv.reset()
     current = np.zeros(cfg.envs, dtype=np.int64)  # row in the episode table each env is playing
