@@ -68,24 +68,45 @@ class TrainConfig:
 
 
 @torch.no_grad()
+def _metric_sums(student: torch.nn.Module, obs_uint8: torch.Tensor, teacher: torch.Tensor) -> tuple[float, float, float]:
+    logits = student(obs_uint8.float().div_(255))
+    n = len(obs_uint8)
+    return ((logits.argmax(1) != teacher.argmax(1)).sum().item(),
+            policy_kl(logits, teacher, "teacher-student").item() * n,
+            policy_kl(logits, teacher, "student-teacher").item() * n)
+
+
+def _metrics(sums: list[tuple[float, float, float]], n: int) -> dict:
+    errors, kl_ts, kl_st = (sum(col) for col in zip(*sums)) if sums else (0.0, 0.0, 0.0)
+    n_safe = max(n, 1)
+    return {"test_action_error": errors / n_safe, "test_kl": kl_ts / n_safe, "test_kl_student_teacher": kl_st / n_safe,
+            "test_states": n}
+
+
+@torch.no_grad()
 def evaluate_states(student: torch.nn.Module, dataset: Path, rows: np.ndarray, device: torch.device,
                     block: int = 1024) -> dict:
-    """Held-out metrics: action error (argmax disagreement) and KL in both directions, in nats."""
+    """Held-out metrics read from the file in blocks: action error (argmax disagreement), KL both ways, in nats."""
     student.eval()
-    errors, kl_ts, kl_st = 0.0, 0.0, 0.0
+    sums = []
     with open_recording(dataset) as f:
         for start in range(0, len(rows), block):
             part = rows[start:start + block]
-            obs = torch.from_numpy(_read_rows(f["obs"], part)).to(device).float().div_(255)
+            obs = torch.from_numpy(_read_rows(f["obs"], part)).to(device)
             teacher = torch.from_numpy(f["logits"][part[0]:part[-1] + 1][part - part[0]]).to(device)
-            logits = student(obs)
-            errors += (logits.argmax(1) != teacher.argmax(1)).sum().item()
-            kl_ts += policy_kl(logits, teacher, "teacher-student").item() * len(part)
-            kl_st += policy_kl(logits, teacher, "student-teacher").item() * len(part)
+            sums.append(_metric_sums(student, obs, teacher))
     student.train()
-    n = max(len(rows), 1)
-    return {"test_action_error": errors / n, "test_kl": kl_ts / n, "test_kl_student_teacher": kl_st / n,
-            "test_states": len(rows)}
+    return _metrics(sums, len(rows))
+
+
+@torch.no_grad()
+def evaluate_loaded(student: torch.nn.Module, obs_uint8: torch.Tensor, teacher: torch.Tensor,
+                    block: int = 1024) -> dict:
+    """The same metrics on test states already in memory (the capped set of periodic evaluations)."""
+    student.eval()
+    sums = [_metric_sums(student, obs_uint8[i:i + block], teacher[i:i + block]) for i in range(0, len(obs_uint8), block)]
+    student.train()
+    return _metrics(sums, len(obs_uint8))
 
 
 def find_latest_recording(game: str, data_dir: Path = Path("data")) -> Path:
@@ -154,6 +175,9 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     data = TrainingData(dataset, split.train_rows, device, with_gradients=with_grads)
     capped = np.sort(np.random.default_rng(cfg.split_seed).choice(split.test_rows, min(cfg.test_cap, len(split.test_rows)),
                                                                   replace=False))
+    with open_recording(dataset) as f:  # loaded once: periodic evaluations reuse it
+        capped_obs = torch.from_numpy(_read_rows(f["obs"], capped)).to(device)
+        capped_logits = torch.from_numpy(f["logits"][:][capped]).to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps({
         "config": asdict(cfg), "n_actions": n_actions, "student_parameters": count_parameters(student),
@@ -195,7 +219,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         running["n"] += 1
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            metrics = evaluate_states(student, dataset, capped, device)
+            metrics = evaluate_loaded(student, capped_obs, capped_logits)
             n = max(running["n"], 1)
             row = {"step": step, "samples": step * cfg.batch_size, "train_loss": running["loss"] / n,
                    "train_kl": running["kl"] / n, "train_sobolev": running["sob"] / n if with_grads else "",
