@@ -24,6 +24,7 @@ from distill.data import TrainingData, _read_rows, recording_episodes, split_by_
 from distill.dataset_file import open_recording
 from distill.errors import UserError
 from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES, distillation_loss, policy_kl
+from distill.sobolev import input_gradients
 from distill.students import STUDENTS, count_parameters, make_student
 
 METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "test_action_error", "test_kl",
@@ -48,6 +49,7 @@ class TrainConfig:
     test_cap: int = 5000
     seed: int = 0
     split_seed: int = 0
+    teacher: str | None = None  # live teacher: fresh directions every step instead of the recorded ones
 
     def validate(self) -> None:
         if not 0.0 < self.fraction < 1.0:
@@ -123,6 +125,30 @@ def find_latest_recording(game: str, data_dir: Path = Path("data")) -> Path:
                     f"`distill-record --game {game}` or pass --dataset FILE")
 
 
+def _live_teacher(cfg: TrainConfig, attrs: dict, device: torch.device):
+    """The teacher that made the recording, loaded to draw fresh directions (refuses any other teacher)."""
+    from teachers.load import load_teacher
+
+    teacher = load_teacher(cfg.teacher, game=cfg.game, device=device)
+    if teacher.sha256 != str(attrs["teacher_sha256"]):
+        raise UserError(f"--teacher {cfg.teacher} is not the teacher that made {cfg.dataset} (sha256 "
+                        f"{teacher.sha256[:12]} vs {str(attrs['teacher_sha256'])[:12]}); pass that teacher's .zip "
+                        f"({attrs.get('teacher_path', 'see distill-inspect')}) or drop --teacher")
+    return teacher
+
+
+def live_projections(teacher: torch.nn.Module, obs_scaled: torch.Tensor, n_actions: int, k: int,
+                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh unit directions v and the teacher's grad_s <log pi*(s), v> for a batch (the paper's estimator)."""
+    from distill.sobolev import random_unit_vectors
+
+    dirs = random_unit_vectors(len(obs_scaled), k, n_actions, generator=generator).to(obs_scaled.device)
+    with torch.enable_grad():
+        x = obs_scaled.detach().requires_grad_(True)
+        grads = input_gradients(torch.log_softmax(teacher(x), 1), x, dirs, create_graph=False)
+    return dirs, grads.detach()
+
+
 def _save(path: Path, student, optimizer, step: int, best: float, rng: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best": best,
@@ -172,7 +198,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         gen.set_state(state["rng"]["batch"])
 
     with_grads = cfg.alpha > 0
-    data = TrainingData(dataset, split.train_rows, device, with_gradients=with_grads)
+    live = _live_teacher(cfg, attrs, device) if with_grads and cfg.teacher else None
+    data = TrainingData(dataset, split.train_rows, device, with_gradients=with_grads and live is None)
     capped = np.sort(np.random.default_rng(cfg.split_seed).choice(split.test_rows, min(cfg.test_cap, len(split.test_rows)),
                                                                   replace=False))
     with open_recording(dataset) as f:  # loaded once: periodic evaluations reuse it
@@ -183,7 +210,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         "config": asdict(cfg), "n_actions": n_actions, "student_parameters": count_parameters(student),
         "train_states": int(len(split.train_rows)), "test_states": int(len(split.test_rows)),
         "train_episodes": int(len(split.train_episodes)), "test_episodes": int(len(split.test_episodes)),
-        "teacher_sha256": str(attrs["teacher_sha256"]), "device": str(device), "package_version": distill.__version__,
+        "teacher_sha256": str(attrs["teacher_sha256"]),
+        "directions": "live teacher, fresh every step" if live is not None else "recorded", "device": str(device), "package_version": distill.__version__,
         "command": " ".join(sys.argv)}, indent=2))
 
     from torch.utils.tensorboard import SummaryWriter
@@ -208,6 +236,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     while step < cfg.steps:
         idx = torch.randint(data.n, (cfg.batch_size,), generator=gen).to(device)
         obs, teacher_logits, dirs, grads = data.batch(idx)
+        if live is not None:
+            dirs, grads = live_projections(live, obs, n_actions, int(attrs["projections"]), gen)
         out = distillation_loss(student, obs, teacher_logits, cfg.alpha, dirs, grads, cfg.kl, cfg.distance)
         optimizer.zero_grad(set_to_none=True)
         out.total.backward()

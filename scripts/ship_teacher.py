@@ -20,6 +20,11 @@ from distill.rollout import play  # noqa: E402
 from teachers.load import SHIPPED_DIR, file_sha256, load_teacher, read_meta  # noqa: E402
 
 CARDS_DIR = SHIPPED_DIR.parent / "cards"
+ALGO_SETTINGS = {
+    "a2c": "rl-baselines3-zoo Atari settings (16 envs, n_steps 5, RMSpropTFLike lr 7e-4 eps 1e-5, ent 0.01, vf 0.25)",
+    "ppo": "rl-baselines3-zoo Atari settings (8 envs, n_steps 128, 4 epochs, batch 256, lr 2.5e-4 and clip 0.1 "
+           "held constant, ent 0.01, vf 0.5)",
+}
 
 
 def main(argv=None) -> int:
@@ -28,12 +33,17 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=30, help="evaluation games per mode (default 30)")
     p.add_argument("--envs", type=int, default=6, help="games in parallel")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--training-note", default="",
+                   help="how the steps were run when it took several machines (goes on the card)")
     args = p.parse_args(argv)
     meta = read_meta(args.checkpoint)
     game = meta["game"]
     run_json = args.checkpoint.parent / "run.json"
     run = json.loads(run_json.read_text()) if run_json.exists() else {}
-    dest = SHIPPED_DIR / f"{game.lower()}_a2c.zip"
+    algo = meta.get("algo", "a2c")
+    dest = SHIPPED_DIR / f"{game.lower()}_{algo}.zip"
+    for previous in SHIPPED_DIR.glob(f"{game.lower()}_*.zip"):
+        previous.unlink()  # one shipped teacher per game
     shutil.copyfile(args.checkpoint, dest)
     teacher = load_teacher(dest, game=game)
     results = {}
@@ -47,10 +57,11 @@ def main(argv=None) -> int:
 
 | | |
 |---|---|
-| algorithm | stable-baselines3 {meta.get('algo', 'a2c').upper()}, rl-baselines3-zoo Atari settings (16 envs, n_steps 5, RMSpropTFLike lr 7e-4 eps 1e-5, ent 0.01, vf 0.25), NatureCNN policy |
+| algorithm | stable-baselines3 {algo.upper()}, {ALGO_SETTINGS[algo]}, NatureCNN policy |
 | environment steps | {meta.get('steps', 'unknown'):,} |
 | wall time | {run.get('wall_time_s', float('nan')) / 3600:.2f} h (training only, accumulated over resumes) |
-| hardware | {run.get('hardware', 'unknown')} |
+| hardware | {run.get('hardware', 'unknown')} (last run) |
+| how it was trained | {args.training_note or 'one machine, see hardware'} |
 | seed | {meta.get('seed', 'unknown')} |
 | sha256 | `{sha}` |
 | evaluation, sampled actions | **{s['mean_return']:.1f} ± {s['std_return']:.1f}** (min {s['min_return']:.0f}, max {s['max_return']:.0f}) over {s['episodes']} whole games |
@@ -64,7 +75,7 @@ Reproduce the evaluation:
 
 Reproduce the training (then continue it with `--resume` and a larger `--steps`):
 
-    distill-teacher --game {game} --steps {meta.get('steps', 'N')} --seed {meta.get('seed', 0)}
+    distill-teacher --game {game} --algo {algo} --envs {run.get('config', {}).get('envs', 16)} --steps {meta.get('steps', 'N')} --seed {meta.get('seed', 0)}
 
 Training command as run: `{run.get('command', 'unknown')}`
 """

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from distill.errors import UserError, cli_entry
-from teachers.train import ALGOS, TeacherRunConfig, train_teacher
+from teachers.train import ALGOS, VEC_ENVS, TeacherRunConfig, train_teacher
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto: CUDA when present)")
     p.add_argument("--checkpoint-every", type=int, default=250_000, help="steps between checkpoints (default 250K)")
+    p.add_argument("--vec-env", choices=VEC_ENVS, default="dummy",
+                   help="dummy: all games in this process (default, best on 2 cores); subproc: one process per "
+                        "game (faster on many cores)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop cleanly after this many minutes of wall time and save; --resume continues later")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out and its run directory")
     return p
@@ -36,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint_every < 1:
         raise UserError("--checkpoint-every must be at least 1 step")
     cfg = TeacherRunConfig(game=args.game, algo=args.algo, steps=args.steps, seed=args.seed, envs=args.envs,
-                           device=args.device, checkpoint_every=args.checkpoint_every)
+                           device=args.device, checkpoint_every=args.checkpoint_every,
+                           vec_env=args.vec_env)
     if args.out is None:
         from distill.atari import canonical_game
 
         args.out = Path("data/teachers") / f"{canonical_game(args.game).lower()}_{args.algo}_s{args.seed}.zip"
-    out = train_teacher(cfg, args.out, resume=args.resume, force=args.force)
+    max_seconds = None if args.max_minutes is None else args.max_minutes * 60
+    out = train_teacher(cfg, args.out, resume=args.resume, force=args.force, max_seconds=max_seconds)
     print(f"saved teacher to {out}")
     return 0
 

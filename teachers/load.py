@@ -39,12 +39,12 @@ def file_sha256(path: str | Path) -> str:
 def shipped_teacher_path(game: str) -> Path:
     """Path of the teacher shipped for ``game``; a clear error if the project ships none."""
     name = atari.canonical_game(game)
-    path = SHIPPED_DIR / f"{name.lower()}_a2c.zip"
-    if not path.exists():
+    found = sorted(SHIPPED_DIR.glob(f"{name.lower()}_*.zip"))  # <game>_<algo>.zip, one per game
+    if not found:
         shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.zip"))
         raise UserError(f"no shipped teacher for {name} (shipped: {', '.join(shipped) or 'none'}); "
                         f"train one with `distill-teacher --game {name}` and pass --teacher PATH")
-    return path
+    return found[0]
 
 
 def write_meta(zip_path: str | Path, meta: dict) -> None:

@@ -27,6 +27,7 @@ from distill.device import resolve_device
 from distill.errors import UserError
 
 ALGOS = ("a2c", "ppo")
+VEC_ENVS = ("dummy", "subproc")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class TeacherRunConfig:
     envs: int = 16
     device: str = "auto"
     checkpoint_every: int = 250_000
+    vec_env: str = "dummy"
     hyperparameters: dict = field(default_factory=dict)
 
 
@@ -103,9 +105,10 @@ def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
 class _ProgressAndCheckpoints(BaseCallback):
     """tqdm bar with steps/s and recent whole-game score; periodic resumable checkpoints."""
 
-    def __init__(self, total: int, start: int, run_dir: Path, every: int, on_save):
+    def __init__(self, total: int, start: int, run_dir: Path, every: int, on_save, deadline: float | None = None):
         super().__init__()
         self.total, self.start, self.run_dir, self.every, self.on_save = total, start, run_dir, every, on_save
+        self.deadline = deadline
         self.bar: tqdm | None = None
         self.next_save = (start // every + 1) * every
 
@@ -123,6 +126,10 @@ class _ProgressAndCheckpoints(BaseCallback):
         if now >= self.next_save:
             self.on_save(now)
             self.next_save = (now // self.every + 1) * self.every
+        if self.deadline is not None and time.time() >= self.deadline:
+            tqdm.write(f"time limit reached at {now} steps; saving so that --resume continues from here",
+                       file=sys.stderr)
+            return False
         return True
 
     def _on_training_end(self) -> None:
@@ -138,18 +145,25 @@ def _hardware() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, torch {torch.__version__}"
 
 
-def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force: bool = False) -> Path:
+def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force: bool = False,
+                  max_seconds: float | None = None) -> Path:
     """Train (or continue) a teacher until ``cfg.steps`` environment steps; return the saved ``.zip``.
 
     A run keeps ``step_N.zip`` checkpoints (policy and optimizer state) in ``<out stem>_run/``
     beside ``out``; ``resume=True`` continues from the newest of them (or from ``out`` itself),
-    so an interrupted or finished run can be extended on any machine.
+    so an interrupted or finished run can be extended on any machine. ``max_seconds`` stops
+    training cleanly (and saves) after that much wall time, for machines lent by the hour.
     """
+    t_called = time.time()
     cfg.game = atari.canonical_game(cfg.game)
     if cfg.steps < 1:
         raise UserError(f"--steps must be a positive number of environment steps, got {cfg.steps}")
     if cfg.algo not in ALGOS:
         raise UserError(f"unknown --algo {cfg.algo!r}; choose one of {', '.join(ALGOS)}")
+    if cfg.vec_env not in VEC_ENVS:
+        raise UserError(f"unknown --vec-env {cfg.vec_env!r}; choose one of {', '.join(VEC_ENVS)}")
+    if max_seconds is not None and max_seconds <= 0:
+        raise UserError(f"--max-minutes must be positive, got {max_seconds / 60:g}")
     cfg.hyperparameters = zoo_hyperparameters(cfg.algo)
     out = Path(out)
     if out.suffix != ".zip":
@@ -188,7 +202,7 @@ def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force:
             print(f"--resume: nothing to resume in {run_dir}; starting a new run", file=sys.stderr)
 
     env = atari.make_vec_env(cfg.game, n_envs=cfg.envs, seed=cfg.seed, training=True,
-                             monitor_dir=str(run_dir / "monitor"))
+                             monitor_dir=str(run_dir / "monitor"), subprocesses=cfg.vec_env == "subproc")
     tb_dir = str(run_dir / "tensorboard")
     if start_from is not None:
         model = _algo_class(cfg.algo).load(start_from[0], env=env, device=device, tensorboard_log=tb_dir)
@@ -214,7 +228,8 @@ def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force:
         meta_path.write_text(json.dumps(meta, indent=2))
 
     if done_steps < cfg.steps:
-        callback = _ProgressAndCheckpoints(cfg.steps, done_steps, run_dir, cfg.checkpoint_every, save)
+        deadline = None if max_seconds is None else t_called + max_seconds
+        callback = _ProgressAndCheckpoints(cfg.steps, done_steps, run_dir, cfg.checkpoint_every, save, deadline)
         model.learn(total_timesteps=cfg.steps - done_steps, callback=callback, reset_num_timesteps=False,
                     tb_log_name="teacher")
     save(model.num_timesteps)
@@ -222,6 +237,7 @@ def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force:
     from teachers.load import write_meta
 
     write_meta(out, {"game": cfg.game, "algo": cfg.algo, "steps": int(model.num_timesteps), "seed": cfg.seed,
+                     "wall_time_s": wall_before + time.time() - t_start,
                      "env_settings": atari.env_settings(training=True)})
     env.close()
     return out

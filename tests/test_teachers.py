@@ -168,3 +168,33 @@ def test_teacher_cli_bad_input(argv, message, tmp_path, capsys, monkeypatch):
     code, line = run_cli(main, argv, capsys)
     assert code == 2 and message in line
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.zip"))
+
+
+def test_subprocess_envs_train_exactly_like_in_process_envs(tmp_path):
+    """--vec-env subproc only moves the games into processes: same seed, same weights."""
+    from teachers.cli import main
+
+    weights = {}
+    for vec in ("dummy", "subproc"):
+        out = tmp_path / f"{vec}.zip"
+        assert main(["--game", "Breakout", "--envs", "2", "--steps", "40", "--out", str(out), "--device", "cpu",
+                     "--vec-env", vec]) == 0
+        weights[vec] = load_teacher(out).state_dict()
+    for name, tensor in weights["dummy"].items():
+        assert torch.equal(tensor, weights["subproc"][name]), name
+
+
+def test_time_limit_stops_cleanly_and_resume_finishes(tmp_path, capsys):
+    from teachers.cli import main
+
+    out = tmp_path / "t.zip"
+    base = ["--game", "Breakout", "--envs", "2", "--out", str(out), "--device", "cpu", "--steps", "100"]
+    assert main(base + ["--max-minutes", "1e-6"]) == 0
+    stopped = read_meta(out)["steps"]
+    assert 0 < stopped < 100
+    assert "time limit reached" in capsys.readouterr().err
+    assert main(base + ["--resume"]) == 0
+    assert read_meta(out)["steps"] >= 100
+    code, line = run_cli(main, ["--game", "Breakout", "--steps", "10", "--out", str(tmp_path / "u.zip"),
+                                "--max-minutes", "0"], capsys)
+    assert code == 2 and "--max-minutes must be positive" in line

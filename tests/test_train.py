@@ -162,3 +162,42 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
     capsys.readouterr()
     assert module.main(args) == 0
     assert capsys.readouterr().err.count("reuse") == 2
+
+
+@pytest.fixture(scope="module")
+def sb3_recording(tmp_path_factory, sb3_models):
+    from teachers.load import load_teacher
+
+    path = tmp_path_factory.mktemp("rec_sb3") / "breakout-sb3.h5"
+    record(RecordConfig(game="Breakout", states=160, envs=4, seed=0, epsilon=0.5),
+           load_teacher(sb3_models["a2c_breakout"], game="Breakout"), path, progress=False)
+    return path
+
+
+def test_live_teacher_draws_fresh_directions_and_exact_gradients(sb3_models):
+    from distill.train import live_projections
+    from teachers.load import load_teacher
+
+    teacher = load_teacher(sb3_models["a2c_breakout"], game="Breakout")
+    obs = torch.rand(3, 4, 84, 84)
+    gen = torch.Generator().manual_seed(0)
+    dirs, grads = live_projections(teacher, obs, 4, 2, gen)
+    assert dirs.shape == (3, 2, 4) and grads.shape == (3, 2, 4, 84, 84) and not grads.requires_grad
+    torch.testing.assert_close(dirs.norm(dim=-1), torch.ones(3, 2))
+    x = obs.clone().requires_grad_(True)
+    expected = torch.autograd.grad((torch.log_softmax(teacher(x), 1) * dirs[:, 1]).sum(), x)[0]
+    torch.testing.assert_close(grads[:, 1], expected)
+    dirs_again, _ = live_projections(teacher, obs, 4, 2, gen)
+    assert not torch.allclose(dirs, dirs_again)  # fresh every call
+
+
+def test_training_with_the_live_teacher_and_refusing_another(sb3_recording, sb3_models, tmp_path):
+    final = train(cfg(sb3_recording, alpha=1.0, teacher=str(sb3_models["a2c_breakout"])), tmp_path / "live",
+                  torch.device("cpu"), progress=False)
+    assert np.isfinite(final["test_kl"])
+    info = json.loads((tmp_path / "live" / "config.json").read_text())
+    assert info["directions"].startswith("live")
+    with pytest.raises(UserError, match="is not the teacher that made"):
+        train(cfg(sb3_recording, alpha=1.0, teacher=str(sb3_models["ppo_breakout"])), tmp_path / "other",
+              torch.device("cpu"), progress=False)
+    assert not (tmp_path / "other").exists()

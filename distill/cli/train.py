@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directory (default data/runs/<game>-<student>-a<alpha>-f<fraction>-s<seed>)")
     p.add_argument("--seed", type=int, default=d.seed, help="initialisation and batch seed")
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the episode shuffle for the split")
+    p.add_argument("--teacher", default=None,
+                   help="the recording's teacher (.zip or game name): draw fresh random directions every step from "
+                        "it instead of using the recorded ones (the paper's estimator; slower). Loading a .zip "
+                        "unpickles code: only name files you trust")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--force", action="store_true", help="delete an existing run directory and start over")
@@ -57,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset = args.dataset or find_latest_recording(game)
     cfg = TrainConfig(dataset=str(dataset), game=game, alpha=args.alpha, fraction=args.fraction, student=args.student,
                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, kl=args.kl, distance=args.distance,
-                      eval_every=args.eval_every, test_cap=args.test_cap, seed=args.seed, split_seed=args.split_seed)
+                      eval_every=args.eval_every, test_cap=args.test_cap, seed=args.seed, split_seed=args.split_seed,
+                      teacher=args.teacher)
     cfg.validate()
     out = args.out or Path("data/runs") / f"{game.lower()}-{args.student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
     device = resolve_device(args.device)
