@@ -140,6 +140,9 @@ def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_mo
     assert report["teacher"]["episodes"] == 1 and "student_over_teacher" in report
     assert 0 <= report["held_out"]["test_action_error"] <= 1
     assert gif.stat().st_size > 1000
+    # the recording was made by another (tiny) teacher: said, not hidden
+    assert report["teacher"]["distilled_from"] is False
+    assert "not the one this student was distilled from" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["--student", str(tmp_path)])
     assert exc.value.code == 2 and "not a finished distill-train run" in capsys.readouterr().err

@@ -95,7 +95,13 @@ def main(argv: list[str] | None = None) -> int:
             teacher_spec = args.teacher or game
         if not args.no_teacher:
             teacher = load_teacher(teacher_spec, game=game, temperature=args.temperature, device=device)
+            distilled_from = info.get("teacher_sha256")
+            if distilled_from and teacher.sha256 != distilled_from:
+                print(f"warning: the teacher played alongside ({teacher.path}, sha256 {teacher.sha256[:12]}) is not "
+                      f"the one this student was distilled from ({distilled_from[:12]}); pass that one with --teacher",
+                      file=sys.stderr)
             report["teacher"] = {"path": teacher.path, "sha256": teacher.sha256,
+                                 "distilled_from": teacher.sha256 == distilled_from,
                                  **_play_all("teacher", teacher, game, args, device)}
             report["student_over_teacher"] = report["mean_return"] / report["teacher"]["mean_return"] \
                 if report["teacher"]["mean_return"] else None
