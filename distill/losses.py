@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from distill.sobolev import derivative_distance, input_gradients
 
 KL_DIRECTIONS = ("teacher-student", "student-teacher")
-SOBOLEV_DISTANCES = ("relative", "squared_l2", "mean_squared", "l2")
+SOBOLEV_DISTANCES = ("relative", "cosine", "squared_l2", "mean_squared", "l2")
 
 
 def kl_teacher_student(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -48,10 +48,14 @@ def sobolev_distance(student_grads: torch.Tensor, teacher_grads: torch.Tensor, k
     """Distance between projected input gradients ``[B, K, 4, 84, 84]``, averaged over states and projections.
 
     ``relative``: ||g - g*||^2 / ||g*||^2 per (state, projection) (scale-free: a student with zero
-    input gradient scores 1, whatever the teacher's gradient scale); the others as in
+    input gradient scores 1, whatever the teacher's gradient scale); ``cosine``: 1 - cos(g, g*)
+    (direction only, 0 to 2: the magnitude of the student's gradient is left to the KL term); the others as in
     :func:`distill.sobolev.derivative_distance`.
     """
     teacher_grads = teacher_grads.to(student_grads.dtype)
+    if kind == "cosine":  # direction only: matching the teacher never asks the student to flatten its gradient
+        cos = F.cosine_similarity(student_grads.flatten(2), teacher_grads.flatten(2), dim=-1, eps=1e-12)
+        return (1.0 - cos).mean()
     if kind == "relative":
         diff = (student_grads - teacher_grads).flatten(2).pow(2).sum(-1)
         scale = teacher_grads.flatten(2).pow(2).sum(-1).clamp_min(1e-12)

@@ -33,6 +33,10 @@ def test_relative_sobolev_distance_hand_computed():
     assert sobolev_distance(torch.zeros_like(target), target, "relative").item() == pytest.approx(1.0)
     assert sobolev_distance(pred, target, "squared_l2").item() == pytest.approx(16.0)
     assert sobolev_distance(pred, target, "mean_squared").item() == pytest.approx(16.0 / (4 * 84 * 84))
+    # cosine: (3*3 + 0*4) / (3 * 5) = 0.6, so 1 - cos = 0.4; blind to the student's scale, 2 when opposite
+    assert sobolev_distance(pred, target, "cosine").item() == pytest.approx(0.4)
+    assert sobolev_distance(7 * pred, target, "cosine").item() == pytest.approx(0.4)
+    assert sobolev_distance(-target, target, "cosine").item() == pytest.approx(2.0)
 
 
 def test_students_registry_and_sizes():
