@@ -204,3 +204,21 @@ def test_training_with_the_live_teacher_and_refusing_another(sb3_recording, sb3_
         train(cfg(sb3_recording, alpha=1.0, teacher=str(sb3_models["ppo_breakout"])), tmp_path / "other",
               torch.device("cpu"), progress=False)
     assert not (tmp_path / "other").exists()
+
+
+def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "diagnose_sobolev.py"
+    spec = importlib.util.spec_from_file_location("diagnose_sobolev", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
+    r = module.diagnose(run, states=16)
+    assert -1.0 <= r["cosine"] <= 1.0 and r["relative"] >= 0 and r["norm_ratio"] >= 0
+    assert r["param_grad_kl"] > 0 and r["param_grad_sobolev"] > 0
+    assert module.main([str(run), "--states", "16"]) == 0
+    assert "| run |" in capsys.readouterr().out
+    assert module.main([str(tmp_path)]) == 2  # not a run directory: one-line error

@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""How well do students match the teacher's input gradients, and how hard does each loss term pull?
+
+For each run directory, on held-out states of its recording, prints: test KL; the relative Sobolev
+distance ||g - g*||^2 / ||g*||^2 (1 = a student with zero input gradient); the median ratio of
+gradient norms |g| / |g*| and the median cosine between g and g*; and the norm of the parameter
+gradient of the KL term and of the Sobolev term (what Adam sees when they are added).
+
+    python scripts/diagnose_sobolev.py data/figure4/breakout/runs/f0.05-a0-s0 data/figure4/breakout/runs/f0.05-a1-s0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill.data import _read_rows, recording_episodes, split_by_episodes  # noqa: E402
+from distill.dataset_file import open_recording  # noqa: E402
+from distill.errors import UserError  # noqa: E402
+from distill.losses import policy_kl, sobolev_distance  # noqa: E402
+from distill.sobolev import input_gradients  # noqa: E402
+from distill.train import load_student  # noqa: E402
+
+
+def held_out_batch(dataset: Path, fraction: float, split_seed: int, n: int) -> tuple[torch.Tensor, ...]:
+    """``n`` evenly spaced held-out states with their logits, directions and teacher projections."""
+    episodes, _ = recording_episodes(dataset)
+    rows = split_by_episodes(episodes, fraction, split_seed).test_rows
+    rows = rows[np.linspace(0, len(rows) - 1, min(n, len(rows))).astype(int)]
+    with open_recording(dataset) as f:
+        obs = torch.from_numpy(_read_rows(f["obs"], rows)).float().div_(255)
+        logits = torch.from_numpy(f["logits"][:][rows])
+        dirs = torch.from_numpy(f["proj_dirs"][:][rows])
+        grads = torch.from_numpy(_read_rows(f["proj_grads"], rows)).float()
+    return obs, logits, dirs, grads
+
+
+def diagnose(run: Path, states: int) -> dict:
+    student, info = load_student(run, which="latest")
+    cfg = info["config"]
+    obs, logits, dirs, target = held_out_batch(Path(cfg["dataset"]), cfg["fraction"], cfg["split_seed"], states)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    x = obs.clone().requires_grad_(True)
+    out = student(x)
+    kl = policy_kl(out, logits, cfg["kl"])
+    g = input_gradients(F.log_softmax(out, 1), x, dirs, create_graph=True)
+    relative = sobolev_distance(g, target, "relative")
+    params = list(student.parameters())
+    d_kl = torch.cat([t.flatten() for t in torch.autograd.grad(kl, params, retain_graph=True)])
+    d_sob = torch.cat([t.flatten() for t in torch.autograd.grad(relative, params)])
+    flat_g, flat_t = g.detach().flatten(2), target.flatten(2)
+    return {"run": run.name, "alpha": cfg["alpha"], "distance": cfg["distance"], "kl": kl.item(),
+            "relative": relative.item(), "norm_ratio": (flat_g.norm(dim=-1) / flat_t.norm(dim=-1)).median().item(),
+            "cosine": F.cosine_similarity(flat_g, flat_t, dim=-1).median().item(),
+            "param_grad_kl": d_kl.norm().item(), "param_grad_sobolev": d_sob.norm().item()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", type=Path, nargs="+", help="distill-train run directories")
+    p.add_argument("--states", type=int, default=256, help="held-out states to use (default 256)")
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    print("| run | alpha | distance | test KL | relative Sobolev | median abs(g)/abs(g*) | median cos(g, g*) "
+          "| param-grad norm KL | param-grad norm Sobolev |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for run in args.runs:
+        try:
+            r = diagnose(run, args.states)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"| {r['run']} | {r['alpha']:g} | {r['distance']} | {r['kl']:.3f} | {r['relative']:.3f} | "
+              f"{r['norm_ratio']:.3f} | {r['cosine']:.3f} | {r['param_grad_kl']:.3g} | {r['param_grad_sobolev']:.3g} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
