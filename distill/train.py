@@ -44,7 +44,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-4
     kl: str = "teacher-student"
-    distance: str = "relative"
+    distance: str = "cosine"  # measured on Breakout: see docs/figure4.md
     eval_every: int = 500
     test_cap: int = 5000
     seed: int = 0

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kl", choices=KL_DIRECTIONS, default=d.kl,
                    help="KL direction of the value term (default teacher-student: KL(pi* || pi))")
     p.add_argument("--distance", choices=SOBOLEV_DISTANCES, default=d.distance,
-                   help="distance between gradient projections (default relative: ||g-g*||^2 / ||g*||^2)")
+                   help="distance between gradient projections g, g* (default cosine: 1 - cos(g, g*); relative: "
+                        "||g-g*||^2 / ||g*||^2; see docs/figure4.md)")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
     p.add_argument("--test-cap", type=int, default=d.test_cap,
                    help="held-out states used at each periodic evaluation (the final one uses all)")
