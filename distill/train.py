@@ -24,7 +24,7 @@ from distill.data import TrainingData, _read_rows, recording_episodes, split_by_
 from distill.dataset_file import open_recording
 from distill.errors import UserError
 from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES, distillation_loss, policy_kl
-from distill.sobolev import input_gradients
+from distill.sobolev import input_gradients, random_unit_vectors
 from distill.students import STUDENTS, count_parameters, make_student
 
 METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "test_action_error", "test_kl",
@@ -140,8 +140,6 @@ def _live_teacher(cfg: TrainConfig, attrs: dict, device: torch.device):
 def live_projections(teacher: torch.nn.Module, obs_scaled: torch.Tensor, n_actions: int, k: int,
                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Fresh unit directions v and the teacher's grad_s <log pi*(s), v> for a batch (the paper's estimator)."""
-    from distill.sobolev import random_unit_vectors
-
     dirs = random_unit_vectors(len(obs_scaled), k, n_actions, generator=generator).to(obs_scaled.device)
     with torch.enable_grad():
         x = obs_scaled.detach().requires_grad_(True)
@@ -211,7 +209,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         "train_states": int(len(split.train_rows)), "test_states": int(len(split.test_rows)),
         "train_episodes": int(len(split.train_episodes)), "test_episodes": int(len(split.test_episodes)),
         "teacher_sha256": str(attrs["teacher_sha256"]),
-        "directions": "live teacher, fresh every step" if live is not None else "recorded", "device": str(device), "package_version": distill.__version__,
+        "directions": "live teacher, fresh every step" if live is not None else "recorded",
+        "device": str(device), "package_version": distill.__version__,
         "command": " ".join(sys.argv)}, indent=2))
 
     from torch.utils.tensorboard import SummaryWriter

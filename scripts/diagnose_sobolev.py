@@ -21,8 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.data import _read_rows, recording_episodes, split_by_episodes  # noqa: E402
-from distill.dataset_file import open_recording  # noqa: E402
+from distill.data import TrainingData, recording_episodes, split_by_episodes  # noqa: E402
 from distill.errors import UserError  # noqa: E402
 from distill.losses import policy_kl, sobolev_distance  # noqa: E402
 from distill.sobolev import input_gradients  # noqa: E402
@@ -34,12 +33,8 @@ def held_out_batch(dataset: Path, fraction: float, split_seed: int, n: int) -> t
     episodes, _ = recording_episodes(dataset)
     rows = split_by_episodes(episodes, fraction, split_seed).test_rows
     rows = rows[np.linspace(0, len(rows) - 1, min(n, len(rows))).astype(int)]
-    with open_recording(dataset) as f:
-        obs = torch.from_numpy(_read_rows(f["obs"], rows)).float().div_(255)
-        logits = torch.from_numpy(f["logits"][:][rows])
-        dirs = torch.from_numpy(f["proj_dirs"][:][rows])
-        grads = torch.from_numpy(_read_rows(f["proj_grads"], rows)).float()
-    return obs, logits, dirs, grads
+    data = TrainingData(dataset, rows, torch.device("cpu"))
+    return data.batch(torch.arange(data.n))
 
 
 def diagnose(run: Path, states: int) -> dict:

@@ -213,17 +213,20 @@ def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force:
     done_steps = model.num_timesteps
     t_start = time.time()
 
+    def wall_time() -> float:  # training time over all resumes, the basis of the card's figure
+        return wall_before + time.time() - t_start
+
     def save(step_count: int) -> None:
         path = run_dir / f"step_{step_count}.zip"
         model.save(path)
         from teachers.load import write_meta
 
         write_meta(path, {"game": cfg.game, "algo": cfg.algo, "steps": int(step_count), "seed": cfg.seed,
-                          "wall_time_s": wall_before + time.time() - t_start})
+                          "wall_time_s": wall_time()})
         for old, _ in sorted(((p, int(_STEP_RE.search(p.name).group(1))) for p in run_dir.glob("step_*.zip")),
                              key=lambda item: item[1])[:-2]:
             old.unlink()  # keep the two newest checkpoints
-        meta = {"config": asdict(cfg), "steps_done": int(step_count), "wall_time_s": wall_before + time.time() - t_start,
+        meta = {"config": asdict(cfg), "steps_done": int(step_count), "wall_time_s": wall_time(),
                 "hardware": _hardware(), "command": " ".join(sys.argv)}
         meta_path.write_text(json.dumps(meta, indent=2))
 
@@ -237,7 +240,7 @@ def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force:
     from teachers.load import write_meta
 
     write_meta(out, {"game": cfg.game, "algo": cfg.algo, "steps": int(model.num_timesteps), "seed": cfg.seed,
-                     "wall_time_s": wall_before + time.time() - t_start,
+                     "wall_time_s": wall_time(),
                      "env_settings": atari.env_settings(training=True)})
     env.close()
     return out
