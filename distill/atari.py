@@ -10,6 +10,8 @@ and recording play whole games and see the real, unclipped score.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -21,6 +23,27 @@ FRAME_STACK = 4
 OBS_SHAPE = (FRAME_STACK, 84, 84)
 
 _registered = False
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """In a game worker process: have Linux end it when its parent dies.
+
+    SB3's ``SubprocVecEnv`` workers otherwise wait forever on their pipe after a ``kill -9`` of
+    the recording or training that started them. No-op outside Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 class FireOnLifeLoss(gym.Wrapper):
@@ -143,7 +166,11 @@ def make_vec_env(
     if n_envs < 1:
         raise UserError(f"--envs must be at least 1, got {n_envs}")
 
+    parent_pid = os.getpid()
+
     def wrap(env: gym.Env) -> gym.Env:
+        if os.getpid() != parent_pid:  # running in a SubprocVecEnv worker
+            _exit_with_parent(parent_pid)
         env = AtariWrapper(env, terminal_on_life_loss=training, clip_reward=training)
         if not training and needs_fire(env):
             env = FireOnLifeLoss(env)

@@ -86,6 +86,18 @@ def checkpoint_dir(out: Path) -> Path:
     return out.with_name(out.stem + "_run")
 
 
+def _new_monitor_dir(run_dir: Path) -> Path:
+    """A fresh ``monitor/<start time>`` folder per invocation: a resumed run adds its games' CSVs
+    beside the earlier ones instead of overwriting them."""
+    base = run_dir / "monitor" / time.strftime("%Y%m%d-%H%M%S")
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
 _STEP_RE = re.compile(r"step_(\d+)\.zip$")
 
 
@@ -201,8 +213,9 @@ def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force:
         if start_from is None:
             print(f"--resume: nothing to resume in {run_dir}; starting a new run", file=sys.stderr)
 
+    monitor_dir = _new_monitor_dir(run_dir)
     env = atari.make_vec_env(cfg.game, n_envs=cfg.envs, seed=cfg.seed, training=True,
-                             monitor_dir=str(run_dir / "monitor"), subprocesses=cfg.vec_env == "subproc")
+                             monitor_dir=str(monitor_dir), subprocesses=cfg.vec_env == "subproc")
     tb_dir = str(run_dir / "tensorboard")
     if start_from is not None:
         model = _algo_class(cfg.algo).load(start_from[0], env=env, device=device, tensorboard_log=tb_dir)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -148,6 +149,27 @@ def test_incomplete_and_corrupt_files_are_refused_for_training(tmp_path):
         open_recording(tmp_path / "missing.h5")
 
 
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (Linux /proc; empty elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_resume_after_kill_9_loses_and_duplicates_nothing(tmp_path, sb3_models):
     out = tmp_path / "killed.h5"
     cmd = [sys.executable, "-m", "distill.cli.record", "--game", "Breakout", "--teacher", str(sb3_models["a2c_breakout"]),
@@ -165,9 +187,16 @@ def test_resume_after_kill_9_loses_and_duplicates_nothing(tmp_path, sb3_models):
                 continue
             if committed >= 256:
                 break
+    workers = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 0 < committed < 700, "the recording should have been killed midway"
+    if sys.platform.startswith("linux"):
+        assert len(workers) == 4, "one game worker process per env"
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers), "game workers outlived the killed recording"
     with pytest.raises(UserError, match="incomplete"):
         open_recording(out)  # refused for training until finished
     result = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env)

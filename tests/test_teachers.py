@@ -152,6 +152,9 @@ def test_teacher_cli_trains_checkpoints_and_resumes(tmp_path, capsys):
     assert read_meta(out)["steps"] == meta["steps"]  # nothing overwritten
     assert main(base + ["--steps", "300", "--resume"]) == 0
     assert read_meta(out)["steps"] >= 300
+    segments = sorted((tmp_path / "t_run" / "monitor").iterdir())
+    assert len(segments) == 2, "the resumed run keeps the first run's monitor files"
+    assert all(len(list(seg.glob("*.monitor.csv"))) == 2 for seg in segments)
     teacher = load_teacher(out)
     assert teacher.game == "Breakout"
 
