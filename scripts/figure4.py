@@ -6,6 +6,9 @@ over training fractions and seeds; test action error and test KL against trainin
     python scripts/figure4.py --dataset REC --fractions 0.01 0.05 0.1 0.5 --seeds 3 --steps 8000
 
 Resumable: runs with a metrics.json are reused; interrupted runs continue from their checkpoint.
+Parallel: start the same command several times (one per core) and each takes runs no other live
+invocation has claimed (``runs/<run>.claim`` holds the owner's pid); the last one to finish draws
+the figure and the table.
 Writes OUT/figure4.png, OUT/table.md, OUT/results.json; runs live in OUT/runs/.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,6 +47,44 @@ def parse_args(argv=None):
     p.add_argument("--distance", default=TrainConfig.distance)
     p.add_argument("--device", default="auto")
     return p.parse_args(argv)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(run: Path) -> bool:
+    """Take a run for this process unless another live invocation has; a dead owner's claim is taken over."""
+    path = run.with_name(run.name + ".claim")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = int(path.read_text() or "0")
+            except (OSError, ValueError):
+                owner = 0
+            if owner == os.getpid():
+                return True
+            if owner and _pid_alive(owner):
+                return False
+            path.unlink(missing_ok=True)  # stale: its owner was killed
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(run: Path) -> None:
+    run.with_name(run.name + ".claim").unlink(missing_ok=True)
 
 
 def read_curve(run: Path) -> list[dict]:
@@ -100,19 +142,39 @@ def main(argv=None) -> int:
     grid = [(f, a, s) for f in args.fractions for s in range(args.seeds) for a in args.alphas]
     results: dict = {"seeds": args.seeds}
     start = time.time()
+    def finished(run: Path) -> dict | None:
+        done = run / "metrics.json"
+        if done.exists() and json.loads(done.read_text()).get("step") == args.steps:
+            return json.loads(done.read_text())
+        return None
+
+    pending = []
     for i, (fraction, alpha, seed) in enumerate(grid, 1):
         run = args.out / "runs" / f"f{fraction:g}-a{alpha:g}-s{seed}"
         cfg = TrainConfig(dataset=str(args.dataset), game=game, alpha=alpha, fraction=fraction, student=args.student,
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, distance=args.distance,
                           eval_every=args.eval_every, test_cap=args.test_cap, seed=seed)
-        done = run / "metrics.json"
-        if done.exists() and json.loads(done.read_text()).get("step") == args.steps:
-            final = json.loads(done.read_text())
+        final = finished(run)
+        if final is not None:
             print(f"[{i}/{len(grid)}] reuse {run}", file=sys.stderr)
+        elif not claim(run):
+            print(f"[{i}/{len(grid)}] skip {run}: another invocation is training it", file=sys.stderr)
+            pending.append(((fraction, alpha, seed), run))
+            continue
         else:
             print(f"[{i}/{len(grid)}] train {run}", file=sys.stderr)
-            final = train(cfg, run, device, resume=run.exists())
+            try:
+                final = train(cfg, run, device, resume=run.exists())
+            finally:
+                release(run)
         results[(fraction, alpha, seed)] = {"final": final, "curve": read_curve(run)}
+    for key, run in pending:  # finished meanwhile by the invocation that had claimed it?
+        final = finished(run)
+        if final is None:
+            print(f"{run} is still being trained by another invocation; the last one to finish draws the figure "
+                  "(or run this command again when all are done)", file=sys.stderr)
+            return 0
+        results[key] = {"final": final, "curve": read_curve(run)}
     plot(results, args.fractions, args.alphas, args.out, game)
     lines = [f"Figure 4 reproduction on `{args.dataset}` ({game}): final held-out metrics, mean ± std over "
              f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr}, student {args.student}, "

@@ -167,6 +167,36 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
     assert capsys.readouterr().err.count("reuse") == 2
 
 
+def test_figure4_invocations_side_by_side_share_the_grid(recording, tmp_path, capsys):
+    """A run claimed by another live invocation is skipped; a dead owner's claim is taken over."""
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "figure4.py"
+    spec = importlib.util.spec_from_file_location("figure4", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = ["--dataset", str(recording), "--out", str(tmp_path), "--fractions", "0.5", "--seeds", "1",
+            "--steps", "6", "--eval-every", "3", "--student", "small", "--test-cap", "32"]
+    other = subprocess.Popen(["sleep", "60"])  # stands in for a second invocation
+    try:
+        (tmp_path / "runs").mkdir()
+        (tmp_path / "runs" / "f0.5-a1-s0.claim").write_text(str(other.pid))
+        assert module.main(args) == 0
+        err = capsys.readouterr().err
+        assert "skip" in err and "still being trained" in err
+        assert (tmp_path / "runs" / "f0.5-a0-s0" / "metrics.json").exists()
+        assert not (tmp_path / "runs" / "f0.5-a1-s0").exists() and not (tmp_path / "table.md").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert module.main(args) == 0  # the owner is gone: its claim is stale
+    err = capsys.readouterr().err
+    assert "reuse" in err and "train" in err and (tmp_path / "table.md").exists()
+    assert not list((tmp_path / "runs").glob("*.claim"))
+
+
 @pytest.fixture(scope="module")
 def sb3_recording(tmp_path_factory, sb3_models):
     from teachers.load import load_teacher
