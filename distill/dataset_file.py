@@ -6,11 +6,15 @@ import os
 from pathlib import Path
 
 import h5py
-import hdf5plugin  # noqa: F401  (registers the zstd/lz4/blosc filters for reading)
 import numpy as np
 
 from distill.errors import UserError
-from distill.recording import EPISODE_FIELDS, SCHEMA_VERSION
+from distill.recording import BUILTIN_CODECS, EPISODE_FIELDS, SCHEMA_VERSION
+
+try:
+    import hdf5plugin  # noqa: F401  (registers the zstd/lz4/blosc filters for reading)
+except ImportError:  # only recordings written with --codec gzip, lzf or none can be read then
+    hdf5plugin = None
 
 REQUIRED = ("obs", "logits", "actions", "episode", "proj_dirs", "proj_grads", "committed", "episodes")
 
@@ -32,6 +36,11 @@ def open_recording(path: str | Path, require_complete: bool = True) -> h5py.File
         version = int(f.attrs["schema_version"])
         f.close()
         raise UserError(f"{path} has schema version {version}; this version of the toolkit reads {SCHEMA_VERSION}")
+    codec = str(f.attrs.get("codec", "zstd"))
+    if hdf5plugin is None and codec not in BUILTIN_CODECS:
+        f.close()
+        raise UserError(f"{path} is compressed with {codec}, which needs the hdf5plugin package: "
+                        "`pip install hdf5plugin`")
     if require_complete and not bool(f.attrs.get("complete", False)):
         n = int(f["committed"][0])
         target = int(f.attrs.get("target_states", 0))

@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
-import hdf5plugin
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -42,8 +41,23 @@ EPISODE_FIELDS = ("start", "length", "return", "complete")
 RESUME_KEYS = ("game", "teacher_sha256", "projections", "grad_dtype", "behaviour", "epsilon", "schema_version")
 
 
+BUILTIN_CODECS = ("gzip", "lzf", "none")  # need no hdf5plugin to write or read
+
+
+def _hdf5plugin(codec: str):
+    """hdf5plugin, imported only for the codecs that need it (so that gzip/lzf work where it is missing)."""
+    try:
+        import hdf5plugin
+    except ImportError:
+        raise UserError(f"codec {codec} needs the hdf5plugin package: `pip install hdf5plugin`, or choose "
+                        f"--codec gzip or lzf") from None
+    return hdf5plugin
+
+
 def compression(codec: str = "zstd") -> dict:
     """h5py keyword arguments for a codec; zstd (through hdf5plugin) is the measured default."""
+    if codec in ("zstd", "lz4", "blosc-zstd"):
+        hdf5plugin = _hdf5plugin(codec)
     if codec == "zstd":
         return dict(hdf5plugin.Zstd(clevel=3))
     if codec == "lz4":
@@ -247,7 +261,8 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
     resumes = 0
     episodes: dict[str, list] = {name: [] for name in EPISODE_FIELDS}
     if resume and out.exists():
-        _check_resume(out, cfg, teacher.sha256)
+        attrs = _check_resume(out, cfg, teacher.sha256)
+        compression(str(attrs.get("codec", "zstd")))  # registers the file's filter (or says what to install)
         resumes, stored = _truncate_to_committed(out)
         episodes = {name: list(stored[name]) for name in EPISODE_FIELDS}
     else:

@@ -90,6 +90,30 @@ def test_recording_schema_and_contents(tmp_path):
     assert info["states"] == 120 and info["compression_obs"] > 10
 
 
+def test_builtin_codecs_work_without_hdf5plugin(tmp_path, monkeypatch):
+    """Where hdf5plugin is missing (e.g. a bare GPU image), gzip/lzf recordings still write and read; zstd ones
+    are refused with what to install."""
+    import sys
+
+    import distill.dataset_file
+    from distill.recording import compression
+
+    teacher = TinyTeacher()
+    zstd_file = tmp_path / "zstd.h5"
+    record(RecordConfig(game="Breakout", states=20, envs=2, seed=1), teacher, zstd_file, progress=False)
+    monkeypatch.setitem(sys.modules, "hdf5plugin", None)  # `import hdf5plugin` now fails
+    monkeypatch.setattr(distill.dataset_file, "hdf5plugin", None)
+    with pytest.raises(UserError, match="pip install hdf5plugin"):
+        compression("zstd")
+    with pytest.raises(UserError, match="pip install hdf5plugin"):
+        open_recording(zstd_file)
+    lzf_file = tmp_path / "lzf.h5"
+    record(RecordConfig(game="Breakout", states=20, envs=2, seed=1, codec="lzf"), teacher, lzf_file, progress=False)
+    with open_recording(lzf_file) as f:
+        assert f["obs"].shape[0] == 20 and f["obs"].compression == "lzf"
+        assert np.isfinite(f["proj_grads"][:].astype(np.float32)).all()
+
+
 def test_bad_record_settings_are_refused(tmp_path):
     teacher = TinyTeacher()
     with pytest.raises(UserError, match="--states must be at least 1"):

@@ -197,6 +197,20 @@ def test_figure4_invocations_side_by_side_share_the_grid(recording, tmp_path, ca
     assert not list((tmp_path / "runs").glob("*.claim"))
 
 
+def test_figure4_parallel_script_trains_each_run_once(recording, tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "figure4_parallel.sh"
+    result = subprocess.run([str(script), "2", "--dataset", str(recording), "--out", str(tmp_path), "--fractions",
+                             "0.5", "--seeds", "1", "--steps", "6", "--eval-every", "3", "--student", "small",
+                             "--test-cap", "32"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-500:]
+    logs = "".join((tmp_path / f"worker-{k}.log").read_text() for k in (1, 2))
+    assert logs.count("] train ") == 2  # two runs in the grid, each trained by exactly one worker
+    assert (tmp_path / "table.md").exists() and "| 0.5 | 1 |" in (tmp_path / "table.md").read_text()
+
+
 @pytest.fixture(scope="module")
 def sb3_recording(tmp_path_factory, sb3_models):
     from teachers.load import load_teacher
