@@ -54,8 +54,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, owned by another user
+        pass
     return True
 
 
@@ -144,9 +144,8 @@ def main(argv=None) -> int:
     start = time.time()
     def finished(run: Path) -> dict | None:
         done = run / "metrics.json"
-        if done.exists() and json.loads(done.read_text()).get("step") == args.steps:
-            return json.loads(done.read_text())
-        return None
+        final = json.loads(done.read_text()) if done.exists() else None
+        return final if final is not None and final.get("step") == args.steps else None
 
     pending = []
     for i, (fraction, alpha, seed) in enumerate(grid, 1):

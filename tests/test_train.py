@@ -148,7 +148,8 @@ def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_mo
     assert exc.value.code == 2 and "not a finished distill-train run" in capsys.readouterr().err
 
 
-def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_path, capsys):
+def _figure4_module():
+    """scripts/figure4.py, imported as a module."""
     import importlib.util
     from pathlib import Path
 
@@ -156,6 +157,11 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
     spec = importlib.util.spec_from_file_location("figure4", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_path, capsys):
+    module = _figure4_module()
     args = ["--dataset", str(recording), "--out", str(tmp_path), "--fractions", "0.5", "--seeds", "1",
             "--steps", "10", "--eval-every", "5", "--student", "small", "--test-cap", "32"]
     assert module.main(args) == 0
@@ -169,14 +175,9 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
 
 def test_figure4_invocations_side_by_side_share_the_grid(recording, tmp_path, capsys):
     """A run claimed by another live invocation is skipped; a dead owner's claim is taken over."""
-    import importlib.util
     import subprocess
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "figure4.py"
-    spec = importlib.util.spec_from_file_location("figure4", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _figure4_module()
     args = ["--dataset", str(recording), "--out", str(tmp_path), "--fractions", "0.5", "--seeds", "1",
             "--steps", "6", "--eval-every", "3", "--student", "small", "--test-cap", "32"]
     other = subprocess.Popen(["sleep", "60"])  # stands in for a second invocation
