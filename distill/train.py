@@ -275,7 +275,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     return final
 
 
-def load_student(run_dir: str | Path, which: str = "best", device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_student(run_dir: str | Path, which: str = "latest", device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """A trained student and its run's config.json, refusing directories that are not runs."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"

@@ -139,6 +139,10 @@ def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_mo
     assert report["policy"] == "student" and report["episodes"] == 1
     assert report["teacher"]["episodes"] == 1 and "student_over_teacher" in report
     assert 0 <= report["held_out"]["test_action_error"] <= 1
+    # the default checkpoint is the final one, so its held-out numbers are the run's own metrics.json
+    final = json.loads((run / "metrics.json").read_text())
+    assert report["checkpoint"] == "latest"
+    assert report["held_out"]["test_kl"] == pytest.approx(final["test_kl"], rel=1e-5)
     assert gif.stat().st_size > 1000
     # the recording was made by another (tiny) teacher: said, not hidden
     assert report["teacher"]["distilled_from"] is False

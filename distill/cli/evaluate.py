@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the teacher shown alongside (default: the one that recorded the student's dataset). Loading "
                         "a .zip unpickles code from it: only load files you trust")
     p.add_argument("--student", type=Path, default=None, help="a distill-train run directory to evaluate")
-    p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="which student checkpoint")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="latest",
+                   help="which student checkpoint: latest (default; the model metrics.json describes) or best (lowest "
+                        "test KL at a periodic evaluation: chosen on held-out episodes, so its held-out numbers "
+                        "are optimistic)")
     p.add_argument("--dataset", type=Path, default=None,
                    help="with --student: also report held-out action error and KL on this recording "
                         "(default: the run's own dataset, if it still exists)")
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         game = student_game
         print(f"evaluating student {args.student} ({info['config']['student']}, alpha {info['config']['alpha']}, "
               f"fraction {info['config']['fraction']})", file=sys.stderr)
-        report.update({"game": game, "policy": "student", "run": str(args.student), "config": info["config"]})
+        report.update({"game": game, "policy": "student", "run": str(args.student), "checkpoint": args.checkpoint,
+                       "config": info["config"]})
         report.update(_play_all("student", student, game, args, device))
         dataset = args.dataset or Path(info["config"]["dataset"])
         if args.dataset is not None or dataset.exists():
