@@ -171,6 +171,13 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
     assert module.main(args) == 0
     table = (tmp_path / "table.md").read_text()
     assert "| 0.5 | 0 |" in table and "| 0.5 | 1 |" in table
+    summary = json.loads((tmp_path / "results.json").read_text())
+    for row in summary:  # the generalisation gap is the test KL minus the last logged training KL
+        run = tmp_path / "runs" / f"f0.5-a{row['alpha']:g}-s0"
+        last = module.read_curve(run)[-1]
+        assert row["train_kl_mean"] == pytest.approx(last["train_kl"])
+        assert row["gap_mean"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test_kl"]
+                                                - last["train_kl"])
     assert (tmp_path / "figure4.png").stat().st_size > 1000
     capsys.readouterr()
     assert module.main(args) == 0
