@@ -99,7 +99,10 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, len(fractions), figsize=(4 * len(fractions), 6.5), squeeze=False)
-    colors = {0.0: "tab:blue"}
+    # KL-only blue and alpha 1 orange as in every figure here; other weights get their own fixed colours, so
+    # that a curve and its seed band always match
+    others = iter(["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
+    colors = {a: "tab:blue" if a == 0 else "tab:orange" if a == 1 else next(others, "tab:gray") for a in alphas}
     for col, fraction in enumerate(fractions):
         for alpha in alphas:
             curves = [results[(fraction, alpha, s)]["curve"] for s in range(results["seeds"])
@@ -108,7 +111,7 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
                 continue
             steps = np.array([r["step"] for r in curves[0]])
             label = "KL only" if alpha == 0 else f"Sobolev (alpha {alpha:g})"
-            color = colors.get(alpha, "tab:orange" if alpha == 1 else None)
+            color = colors[alpha]
             for row, key in enumerate(("test_action_error", "test_kl")):
                 n = min(len(c) for c in curves)
                 vals = np.array([[r[key] for r in c[:n]] for c in curves])
