@@ -152,16 +152,20 @@ def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_mo
     assert exc.value.code == 2 and "not a finished distill-train run" in capsys.readouterr().err
 
 
-def _figure4_module():
-    """scripts/figure4.py, imported as a module."""
+def _script_module(name: str):
+    """scripts/<name>.py, imported as a module."""
     import importlib.util
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "figure4.py"
-    spec = importlib.util.spec_from_file_location("figure4", script)
+    script = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _figure4_module():
+    return _script_module("figure4")
 
 
 def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_path, capsys):
@@ -263,13 +267,7 @@ def test_training_with_the_live_teacher_and_refusing_another(sb3_recording, sb3_
 
 
 def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "diagnose_sobolev.py"
-    spec = importlib.util.spec_from_file_location("diagnose_sobolev", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script_module("diagnose_sobolev")
     run = tmp_path / "run"
     train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
     r = module.diagnose(run, states=16)
@@ -278,3 +276,19 @@ def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
     assert module.main([str(run), "--states", "16"]) == 0
     assert "| run |" in capsys.readouterr().out
     assert module.main([str(tmp_path)]) == 2  # not a run directory: one-line error
+
+
+def test_action_error_by_margin_splits_the_error_into_bands(recording, tmp_path, capsys):
+    module = _script_module("action_error_by_margin")
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=0.0, steps=10), run, torch.device("cpu"), progress=False)
+    r = module.margin_report(run, states=64, edges=[0.0, 0.05, 0.2, 1.0], merge=[])
+    assert sum(b["share"] for b in r["bands"]) == pytest.approx(1.0)
+    # the share-weighted errors of the bands add up to the whole error
+    assert sum(b["share"] * b["error"] for b in r["bands"] if b["share"]) == pytest.approx(r["error"])
+    everything = ",".join(str(a) for a in range(json.loads((run / "config.json").read_text())["n_actions"]))
+    assert module.margin_report(run, 64, [0.0, 1.0], [everything])["merged_error"] == 0.0  # one group: no error
+    assert module.main([str(run), "--states", "32", "--merge", "0,1"]) == 0
+    assert "merged error" in capsys.readouterr().out
+    assert module.main([str(run), "--merge", "0,0"]) == 2  # an action twice: one-line error
+    assert module.main([str(run), "--edges", "0.5", "0.1"]) == 2

@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Where do a student's action errors come from: states where the teacher is sure, or near-ties?
+
+Test action error counts every state where ``argmax pi != argmax pi*`` alike. Where the teacher's two most
+probable actions are almost equally likely (in Pong about half the states: the ball is far away and the paddle
+can wait), the argmax is close to a coin toss for any student, and such states can dominate the metric while
+the KL says more about how well the policies agree. For each run this prints the share of held-out states in
+each band of the teacher's margin ``p1 - p2`` (its top probability minus the second) and the student's action
+error inside each band; with ``--merge`` it also reports the error after pooling actions that do the same thing
+(e.g. Pong's NOOP/FIRE, RIGHT/RIGHTFIRE, LEFT/LEFTFIRE: ``--merge 0,1 2,4 3,5``).
+
+    python scripts/action_error_by_margin.py data/figure4/pong-8k/runs/f0.05-a0-s0 data/figure4/pong-8k/runs/f0.05-a1-s0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill.data import _read_rows, recording_episodes, split_by_episodes  # noqa: E402
+from distill.dataset_file import open_recording  # noqa: E402
+from distill.errors import UserError  # noqa: E402
+from distill.train import load_student  # noqa: E402
+
+
+def parse_groups(specs: list[str], n_actions: int) -> list[list[int]]:
+    """``["0,1", "2,4"]`` -> ``[[0, 1], [2, 4], [3], [5]]``: every action in exactly one group."""
+    groups = [[int(a) for a in spec.split(",")] for spec in specs]
+    used = [a for g in groups for a in g]
+    if len(used) != len(set(used)) or any(not 0 <= a < n_actions for a in used):
+        raise UserError(f"--merge groups must name distinct actions in 0..{n_actions - 1}, got {' '.join(specs)}")
+    return groups + [[a] for a in range(n_actions) if a not in used]
+
+
+@torch.no_grad()
+def margin_report(run: Path, states: int, edges: list[float], merge: list[str]) -> dict:
+    student, info = load_student(run, which="latest")
+    cfg = info["config"]
+    dataset = Path(cfg["dataset"])
+    episodes, _ = recording_episodes(dataset)
+    rows = split_by_episodes(episodes, cfg["fraction"], cfg["split_seed"]).test_rows
+    rows = np.sort(np.random.default_rng(0).choice(rows, min(states, len(rows)), replace=False))
+    with open_recording(dataset) as f:
+        obs = torch.from_numpy(_read_rows(f["obs"], rows))
+        teacher = F.softmax(torch.from_numpy(f["logits"][:][rows]), 1)
+    student_p = torch.cat([F.softmax(student(obs[i:i + 512].float() / 255), 1) for i in range(0, len(obs), 512)])
+    top2 = teacher.topk(2, dim=1).values
+    margin = top2[:, 0] - top2[:, 1]
+    wrong = (student_p.argmax(1) != teacher.argmax(1)).float()
+    bands = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (margin >= lo) & (margin < hi) if hi < edges[-1] else (margin >= lo) & (margin <= hi)
+        n = int(inside.sum())
+        bands.append({"low": lo, "high": hi, "share": n / len(rows),
+                      "error": float(wrong[inside].mean()) if n else float("nan")})
+    report = {"run": run.name, "alpha": cfg["alpha"], "states": len(rows), "error": float(wrong.mean()), "bands": bands}
+    if merge:
+        groups = parse_groups(merge, teacher.shape[1])
+        pooled_t = torch.stack([teacher[:, g].sum(1) for g in groups], 1)
+        pooled_s = torch.stack([student_p[:, g].sum(1) for g in groups], 1)
+        report["merged_error"] = float((pooled_s.argmax(1) != pooled_t.argmax(1)).float().mean())
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", type=Path, nargs="+", help="distill-train run directories")
+    p.add_argument("--states", type=int, default=5000, help="held-out states, drawn with a fixed seed (default 5000)")
+    p.add_argument("--edges", type=float, nargs="+", default=[0.0, 0.1, 0.3, 1.0],
+                   help="band edges of the teacher's margin p1 - p2 (default 0 0.1 0.3 1)")
+    p.add_argument("--merge", nargs="*", default=[], metavar="A,B",
+                   help="groups of actions with the same effect, pooled for a second error figure")
+    args = p.parse_args(argv)
+    if len(args.edges) < 2 or any(b <= a for a, b in zip(args.edges, args.edges[1:])):
+        print(f"error: --edges must rise, got {args.edges}", file=sys.stderr)
+        return 2
+    names = [f"[{lo:g}, {hi:g}]" for lo, hi in zip(args.edges[:-1], args.edges[1:])]
+    print("| run | alpha | error | " + " | ".join(f"margin {n}: share, error" for n in names)
+          + (" | merged error |" if args.merge else " |"))
+    print("|---|---|---|" + "---|" * len(names) + ("---|" if args.merge else ""))
+    for run in args.runs:
+        try:
+            r = margin_report(run, args.states, args.edges, args.merge)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        cells = " | ".join(f"{b['share']:.2f}, {b['error']:.3f}" for b in r["bands"])
+        merged = f" | {r['merged_error']:.4f} |" if args.merge else " |"
+        print(f"| {r['run']} | {r['alpha']:g} | {r['error']:.4f} | {cells}{merged}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
