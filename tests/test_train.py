@@ -164,12 +164,8 @@ def _script_module(name: str):
     return module
 
 
-def _figure4_module():
-    return _script_module("figure4")
-
-
 def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_path, capsys):
-    module = _figure4_module()
+    module = _script_module("figure4")
     args = ["--dataset", str(recording), "--out", str(tmp_path), "--fractions", "0.5", "--seeds", "1",
             "--steps", "10", "--eval-every", "5", "--student", "small", "--test-cap", "32"]
     assert module.main(args) == 0
@@ -192,7 +188,7 @@ def test_figure4_invocations_side_by_side_share_the_grid(recording, tmp_path, ca
     """A run claimed by another live invocation is skipped; a dead owner's claim is taken over."""
     import subprocess
 
-    module = _figure4_module()
+    module = _script_module("figure4")
     args = ["--dataset", str(recording), "--out", str(tmp_path), "--fractions", "0.5", "--seeds", "1",
             "--steps", "6", "--eval-every", "3", "--student", "small", "--test-cap", "32"]
     other = subprocess.Popen(["sleep", "60"])  # stands in for a second invocation
