@@ -35,7 +35,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", type=Path, required=True, help="a complete recording")
     p.add_argument("--out", type=Path, required=True, help="output directory (runs, figure, table)")
-    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.5])
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.5],
+                   help="training fractions, trained in the order given (the figure and table sort them)")
     p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 1.0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=TrainConfig.steps)
@@ -177,14 +178,15 @@ def main(argv=None) -> int:
                   "(or run this command again when all are done)", file=sys.stderr)
             return 0
         results[key] = {"final": final, "curve": read_curve(run)}
-    plot(results, args.fractions, args.alphas, args.out, game)
+    fractions = sorted(args.fractions)
+    plot(results, fractions, args.alphas, args.out, game)
     lines = [f"Figure 4 reproduction on `{args.dataset}` ({game}): final held-out metrics, mean ± std over "
              f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr}, student {args.student}, "
              f"distance {args.distance}, device {device}.", "",
              "| fraction | alpha | test action error | test KL (nats) | train KL (last interval) | gap: test - train KL |",
              "|---|---|---|---|---|---|"]
     summary = []
-    for fraction in args.fractions:
+    for fraction in fractions:
         for alpha in args.alphas:
             finals = [results[(fraction, alpha, s)]["final"] for s in range(args.seeds)]
             err = np.array([f["test_action_error"] for f in finals])

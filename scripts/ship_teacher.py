@@ -52,6 +52,8 @@ def main(argv=None) -> int:
         results[mode] = play(teacher, game, args.episodes, mode=mode, seed=args.seed, envs=args.envs).summary()
         results[mode]["seconds"] = round(time.time() - start, 1)
     sha = file_sha256(dest)
+    # the checkpoint's own record; run.json may already describe a later step of the same run
+    wall_time_s = float(meta.get("wall_time_s", run.get("wall_time_s", float("nan"))))
     s, g = results["sample"], results["greedy"]
     card = f"""# {game} teacher (`teachers/checkpoints/{dest.name}`)
 
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
 |---|---|
 | algorithm | stable-baselines3 {algo.upper()}, {ALGO_SETTINGS[algo]}, NatureCNN policy |
 | environment steps | {meta.get('steps', 'unknown'):,} |
-| wall time | {run.get('wall_time_s', float('nan')) / 3600:.2f} h (training only, accumulated over resumes) |
+| wall time | {wall_time_s / 3600:.2f} h (training only, accumulated over resumes) |
 | hardware | {run.get('hardware', 'unknown')} (last run) |
 | how it was trained | {args.training_note or 'one machine, see hardware'} |
 | seed | {meta.get('seed', 'unknown')} |
