@@ -43,6 +43,7 @@ class TrainConfig:
     steps: int = 8000
     batch_size: int = 64
     lr: float = 3e-4
+    lr_schedule: str = "constant"  # "cosine": decays to 0 at --steps, so the last step is the schedule's plateau
     kl: str = "teacher-student"
     distance: str = "cosine"  # measured on Breakout: see docs/figure4.md
     eval_every: int = 500
@@ -67,6 +68,18 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Adam's learning rate for optimiser step ``step`` (0-based): constant, or cosine-decayed from --lr to 0."""
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    return cfg.lr
 
 
 @torch.no_grad()
@@ -170,8 +183,10 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         if resume:
             if not config_path.exists():
                 raise UserError(f"--resume: {run_dir} holds no config.json; it is not a training run")
-            old = json.loads(config_path.read_text())["config"]
-            diffs = [k for k, v in asdict(cfg).items() if old.get(k) != v and k not in ("steps", "eval_every")]
+            old = {"lr_schedule": "constant", **json.loads(config_path.read_text())["config"]}  # runs made before it
+            # a constant learning rate lets a run be extended; a decaying one is defined by its step count
+            free = ("steps", "eval_every") if cfg.lr_schedule == "constant" else ("eval_every",)
+            diffs = [k for k, v in asdict(cfg).items() if old.get(k) != v and k not in free]
             if diffs:
                 raise UserError(f"--resume: {run_dir} was trained with other settings ({', '.join(diffs)}); "
                                 "use the same flags or another --out")
@@ -238,6 +253,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         if live is not None:
             dirs, grads = live_projections(live, obs, n_actions, int(attrs["projections"]), gen)
         out = distillation_loss(student, obs, teacher_logits, cfg.alpha, dirs, grads, cfg.kl, cfg.distance)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
         optimizer.zero_grad(set_to_none=True)
         out.total.backward()
         optimizer.step()

@@ -27,8 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.device import resolve_device  # noqa: E402
-from distill.errors import UserError  # noqa: E402
-from distill.train import TrainConfig, train  # noqa: E402
+from distill.errors import UserError, cli_entry  # noqa: E402
+from distill.train import LR_SCHEDULES, TrainConfig, train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -44,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--test-cap", type=int, default=TrainConfig.test_cap)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule)
     p.add_argument("--student", default=TrainConfig.student)
     p.add_argument("--distance", default=TrainConfig.distance)
     p.add_argument("--device", default="auto")
@@ -131,6 +132,7 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
     plt.close(fig)
 
 
+@cli_entry
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -149,13 +151,19 @@ def main(argv=None) -> int:
     def finished(run: Path) -> dict | None:
         done = run / "metrics.json"
         final = json.loads(done.read_text()) if done.exists() else None
-        return final if final is not None and final.get("step") == args.steps else None
+        if final is None or final.get("step") != args.steps:
+            return None
+        made_with = json.loads((run / "config.json").read_text())["config"].get("lr_schedule", "constant")
+        if made_with != args.lr_schedule:
+            raise UserError(f"{run} was trained with --lr-schedule {made_with}; use it or another --out")
+        return final
 
     pending = []
     for i, (fraction, alpha, seed) in enumerate(grid, 1):
         run = args.out / "runs" / f"f{fraction:g}-a{alpha:g}-s{seed}"
         cfg = TrainConfig(dataset=str(args.dataset), game=game, alpha=alpha, fraction=fraction, student=args.student,
-                          steps=args.steps, batch_size=args.batch_size, lr=args.lr, distance=args.distance,
+                          steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                          lr_schedule=args.lr_schedule, distance=args.distance,
                           eval_every=args.eval_every, test_cap=args.test_cap, seed=seed)
         final = finished(run)
         if final is not None:

@@ -103,6 +103,52 @@ def test_run_files_and_resume_continue_where_they_stopped(recording, tmp_path):
     assert straight["test_kl"] == pytest.approx(final["test_kl"], rel=1e-5)
 
 
+def test_cosine_schedule_decays_to_zero_resumes_exactly_and_fixes_the_step_count(recording, tmp_path):
+    from distill.train import learning_rate
+
+    c = cfg(recording, alpha=1.0, steps=40, lr_schedule="cosine", lr=1e-3)
+    assert learning_rate(c, 0) == pytest.approx(1e-3)
+    assert learning_rate(c, 20) == pytest.approx(5e-4)
+    assert learning_rate(c, 39) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 39 / 40)))
+    assert learning_rate(cfg(recording, lr=1e-3), 39) == 1e-3  # constant by default
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=1.0, steps=20, lr_schedule="cosine", lr=1e-3), tmp_path / "short", torch.device("cpu"),
+          progress=False)
+    with pytest.raises(UserError, match="other settings.*steps"):  # a decaying run is defined by its length
+        train(c, tmp_path / "short", torch.device("cpu"), resume=True, progress=False)
+    # stop a 40-step run after 20 steps (as an interruption would), then resume it: equal to training straight through
+    import shutil
+
+    straight = train(c, tmp_path / "straight", torch.device("cpu"), progress=False)
+    train(c, run, torch.device("cpu"), progress=False)
+    state = torch.load(run / "latest.pt", weights_only=False)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(learning_rate(c, 39))
+    shutil.rmtree(run)
+    interrupted = cfg(recording, alpha=1.0, steps=40, lr_schedule="cosine", lr=1e-3, eval_every=10)
+    _train_until(interrupted, run, stop_at=20)
+    resumed = train(c, run, torch.device("cpu"), resume=True, progress=False)
+    assert resumed["test_kl"] == pytest.approx(straight["test_kl"], rel=1e-5)
+
+
+def _train_until(c: TrainConfig, run, stop_at: int) -> None:
+    """Train ``c`` but stop (as a kill would) after the checkpoint at step ``stop_at``."""
+    import distill.train as train_module
+
+    real_save = train_module._save
+
+    def save_then_stop(path, student, optimizer, step, best, rng):
+        real_save(path, student, optimizer, step, best, rng)
+        if path.name == "latest.pt" and step >= stop_at:
+            raise KeyboardInterrupt
+
+    train_module._save = save_then_stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(c, run, torch.device("cpu"), progress=False)
+    finally:
+        train_module._save = real_save
+
+
 @pytest.mark.parametrize("kw,message", [
     ({"alpha": -1.0}, "--alpha must be >= 0"),
     ({"fraction": 1.0}, "strictly between 0 and 1"),

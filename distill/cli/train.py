@@ -11,7 +11,7 @@ from distill.device import resolve_device
 from distill.errors import cli_entry
 from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES
 from distill.students import STUDENTS
-from distill.train import TrainConfig, find_latest_recording, train
+from distill.train import LR_SCHEDULES, TrainConfig, find_latest_recording, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"states per step (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
+                   help="constant, or cosine decay from --lr to 0 at --steps (default %(default)s)")
     p.add_argument("--kl", choices=KL_DIRECTIONS, default=d.kl,
                    help="KL direction of the value term (default teacher-student: KL(pi* || pi))")
     p.add_argument("--distance", choices=SOBOLEV_DISTANCES, default=d.distance,
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     game = canonical_game(args.game)
     dataset = args.dataset or find_latest_recording(game)
     cfg = TrainConfig(dataset=str(dataset), game=game, alpha=args.alpha, fraction=args.fraction, student=args.student,
-                      steps=args.steps, batch_size=args.batch_size, lr=args.lr, kl=args.kl, distance=args.distance,
+                      steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      lr_schedule=args.lr_schedule, kl=args.kl, distance=args.distance,
                       eval_every=args.eval_every, test_cap=args.test_cap, seed=args.seed, split_seed=args.split_seed,
                       teacher=args.teacher)
     cfg.validate()
