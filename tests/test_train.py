@@ -60,22 +60,24 @@ def test_alpha_zero_matches_plain_kl_training(recording, tmp_path):
     from distill.losses import kl_teacher_student
     from distill.students import make_student
 
-    final = train(cfg(recording, alpha=0.0, steps=20), tmp_path / "run", torch.device("cpu"), progress=False)
+    c = cfg(recording, alpha=0.0, steps=20)
+    final = train(c, tmp_path / "run", torch.device("cpu"), progress=False)
     trained = make_student("small", 4)
     trained.load_state_dict(torch.load(tmp_path / "run" / "latest.pt", weights_only=False)["model"])
     # the same 20 steps written out by hand with plain KL
     torch.manual_seed(0)
     student = make_student("small", 4)
-    opt = torch.optim.Adam(student.parameters(), lr=3e-4)
+    opt = torch.optim.Adam(student.parameters(), lr=c.lr)
     gen = torch.Generator().manual_seed(0)
     from distill.data import recording_episodes
 
     split = split_by_episodes(recording_episodes(recording)[0], 0.5, 0)
     data = TrainingData(recording, split.train_rows, torch.device("cpu"), with_gradients=False)
-    for _ in range(20):
+    for step in range(20):
         idx = torch.randint(data.n, (8,), generator=gen)
         obs, logits, _, _ = data.batch(idx)
         loss = kl_teacher_student(student(obs), logits)
+        opt.param_groups[0]["lr"] = c.lr * 0.5 * (1 + np.cos(np.pi * step / 20))  # the default cosine decay
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -85,22 +87,27 @@ def test_alpha_zero_matches_plain_kl_training(recording, tmp_path):
 
 
 def test_run_files_and_resume_continue_where_they_stopped(recording, tmp_path):
+    """With a constant learning rate a finished run can be extended to more steps (the cosine case is below)."""
     run = tmp_path / "run"
-    train(cfg(recording, alpha=1.0, steps=20), run, torch.device("cpu"), progress=False)
+    train(_constant_cfg(recording, alpha=1.0, steps=20), run, torch.device("cpu"), progress=False)
     for name in ("config.json", "metrics.csv", "metrics.json", "latest.pt", "best.pt"):
         assert (run / name).exists(), name
     assert any((run / "tensorboard").iterdir())
     with pytest.raises(UserError, match="already exists"):
-        train(cfg(recording, alpha=1.0, steps=40), run, torch.device("cpu"), progress=False)
+        train(_constant_cfg(recording, alpha=1.0, steps=40), run, torch.device("cpu"), progress=False)
     with pytest.raises(UserError, match="other settings.*alpha"):
-        train(cfg(recording, alpha=2.0, steps=40), run, torch.device("cpu"), resume=True, progress=False)
-    final = train(cfg(recording, alpha=1.0, steps=40), run, torch.device("cpu"), resume=True, progress=False)
+        train(_constant_cfg(recording, alpha=2.0, steps=40), run, torch.device("cpu"), resume=True, progress=False)
+    final = train(_constant_cfg(recording, alpha=1.0, steps=40), run, torch.device("cpu"), resume=True, progress=False)
     assert final["step"] == 40
     rows = (run / "metrics.csv").read_text().strip().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [10, 20, 30, 40]
     # resuming equals training straight through
-    straight = train(cfg(recording, alpha=1.0, steps=40), tmp_path / "straight", torch.device("cpu"), progress=False)
+    straight = train(_constant_cfg(recording, alpha=1.0, steps=40), tmp_path / "straight", torch.device("cpu"), progress=False)
     assert straight["test_kl"] == pytest.approx(final["test_kl"], rel=1e-5)
+
+
+def _constant_cfg(recording, **kw):
+    return cfg(recording, lr_schedule="constant", **kw)
 
 
 def test_cosine_schedule_decays_to_zero_resumes_exactly_and_fixes_the_step_count(recording, tmp_path):
@@ -110,7 +117,7 @@ def test_cosine_schedule_decays_to_zero_resumes_exactly_and_fixes_the_step_count
     assert learning_rate(c, 0) == pytest.approx(1e-3)
     assert learning_rate(c, 20) == pytest.approx(5e-4)
     assert learning_rate(c, 39) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 39 / 40)))
-    assert learning_rate(cfg(recording, lr=1e-3), 39) == 1e-3  # constant by default
+    assert learning_rate(_constant_cfg(recording, lr=1e-3), 39) == 1e-3
     run = tmp_path / "run"
     train(cfg(recording, alpha=1.0, steps=20, lr_schedule="cosine", lr=1e-3), tmp_path / "short", torch.device("cpu"),
           progress=False)
