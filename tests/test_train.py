@@ -11,7 +11,7 @@ import torch
 from distill.data import split_by_episodes
 from distill.errors import UserError
 from distill.recording import RecordConfig, record
-from distill.train import TrainConfig, train
+from distill.train import TrainConfig, load_student, train
 
 from test_recording import TinyTeacher
 
@@ -341,3 +341,32 @@ def test_action_error_by_margin_splits_the_error_into_bands(recording, tmp_path,
     assert "merged error" in capsys.readouterr().out
     assert module.main([str(run), "--merge", "0,0"]) == 2  # an action twice: one-line error
     assert module.main([str(run), "--edges", "0.5", "0.1"]) == 2
+
+
+def test_on_policy_gap_measures_disagreement_on_the_states_each_policy_reaches(recording, tmp_path, sb3_models):
+    from teachers.load import load_teacher
+
+    gap = _script_module("on_policy_gap")
+    teacher = load_teacher(str(sb3_models["a2c_breakout"]), "Breakout")
+    obs = torch.rand(5, 4, 84, 84)
+    same = gap.Disagreement(teacher, teacher, teacher)  # a student equal to its teacher never disagrees
+    same(obs)
+    assert same.summary()["states"] == 5 and same.summary()["action_error"] == 0
+    assert same.summary()["kl"] == pytest.approx(0, abs=1e-6)
+
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
+    student, _ = load_student(run)
+    probe = gap.Disagreement(student, student, teacher)
+    torch.testing.assert_close(probe(obs), student(obs))  # the policy in control is the one that acts
+    out = tmp_path / "gap.json"
+    assert gap.main([str(run), "--teacher", str(sb3_models["a2c_breakout"]), "--episodes", "1", "--envs", "1",
+                     "--mode", "greedy", "--json", str(out)]) == 0
+    (report,) = json.loads(out.read_text())
+    for name in ("student plays", "teacher plays"):
+        assert report[name]["states"] > 0 and 0 <= report[name]["action_error"] <= 1 and report[name]["kl"] >= 0
+    final = json.loads((run / "metrics.json").read_text())
+    assert report["held_out"]["kl"] == pytest.approx(final["test_kl"])
+    with pytest.raises(SystemExit) as exc:
+        gap.main([str(tmp_path)])
+    assert exc.value.code == 2
