@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -148,14 +149,19 @@ def main(argv=None) -> int:
     grid = [(f, a, s) for f in args.fractions for s in range(args.seeds) for a in args.alphas]
     results: dict = {"seeds": args.seeds}
     start = time.time()
-    def finished(run: Path) -> dict | None:
+    def finished(run: Path, cfg: TrainConfig) -> dict | None:
+        """The run's final metrics if it is done with these settings; an error if it was made with others."""
         done = run / "metrics.json"
         final = json.loads(done.read_text()) if done.exists() else None
         if final is None or final.get("step") != args.steps:
             return None
-        made_with = json.loads((run / "config.json").read_text())["config"].get("lr_schedule", "constant")
-        if made_with != args.lr_schedule:
-            raise UserError(f"{run} was trained with --lr-schedule {made_with}; use it or another --out")
+        made_with = {"lr_schedule": "constant", **json.loads((run / "config.json").read_text())["config"]}
+        same_file = Path(str(made_with.get("dataset"))).resolve() == Path(cfg.dataset).resolve()
+        diffs = [f"--{k.replace('_', '-')} {made_with.get(k)}" for k, v in asdict(cfg).items()
+                 if k not in ("eval_every", "dataset") and made_with.get(k) != v]
+        diffs += [] if same_file else [f"--dataset {made_with.get('dataset')}"]
+        if diffs:
+            raise UserError(f"{run} was trained with {', '.join(diffs)}; pass the same or use another --out")
         return final
 
     pending = []
@@ -165,12 +171,12 @@ def main(argv=None) -> int:
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           lr_schedule=args.lr_schedule, distance=args.distance,
                           eval_every=args.eval_every, test_cap=args.test_cap, seed=seed)
-        final = finished(run)
+        final = finished(run, cfg)
         if final is not None:
             print(f"[{i}/{len(grid)}] reuse {run}", file=sys.stderr)
         elif not claim(run):
             print(f"[{i}/{len(grid)}] skip {run}: another invocation is training it", file=sys.stderr)
-            pending.append(((fraction, alpha, seed), run))
+            pending.append(((fraction, alpha, seed), run, cfg))
             continue
         else:
             print(f"[{i}/{len(grid)}] train {run}", file=sys.stderr)
@@ -179,8 +185,8 @@ def main(argv=None) -> int:
             finally:
                 release(run)
         results[(fraction, alpha, seed)] = {"final": final, "curve": read_curve(run)}
-    for key, run in pending:  # finished meanwhile by the invocation that had claimed it?
-        final = finished(run)
+    for key, run, cfg in pending:  # finished meanwhile by the invocation that had claimed it?
+        final = finished(run, cfg)
         if final is None:
             print(f"{run} is still being trained by another invocation; the last one to finish draws the figure "
                   "(or run this command again when all are done)", file=sys.stderr)

@@ -235,6 +235,12 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
     capsys.readouterr()
     assert module.main(args) == 0
     assert capsys.readouterr().err.count("reuse") == 2
+    # finished runs made with other settings are refused, not silently reused in the table
+    for other in (["--lr-schedule", "constant"], ["--lr", "0.01"]):
+        with pytest.raises(SystemExit) as exc:
+            module.main(args + other)
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and "was trained with" in err and other[0] in err and len(err.splitlines()) == 1
 
 
 def test_figure4_invocations_side_by_side_share_the_grid(recording, tmp_path, capsys):
