@@ -167,6 +167,17 @@ def _save(path: Path, student, optimizer, step: int, best: float, rng: dict) -> 
     tmp.replace(path)  # atomic: a kill never leaves a half-written checkpoint
 
 
+def settings_differences(run_dir: Path, cfg: TrainConfig, ignore: tuple[str, ...] = ()) -> dict[str, object]:
+    """The settings (name: stored value) in which the run in ``run_dir`` differs from ``cfg``, so that runs made
+    with other settings are neither resumed nor reused as if they were the same."""
+    stored = {"lr_schedule": "constant", **json.loads((run_dir / "config.json").read_text())["config"]}  # older runs
+    diffs = {k: stored.get(k) for k, v in asdict(cfg).items()
+             if k not in ignore and k != "dataset" and stored.get(k) != v}
+    if Path(str(stored.get("dataset"))).resolve() != Path(cfg.dataset).resolve():
+        diffs["dataset"] = stored.get("dataset")
+    return diffs
+
+
 def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = False, force: bool = False,
           progress: bool = True) -> dict:
     """Train one student; returns the final held-out metrics (also in ``run_dir/metrics.json``)."""
@@ -183,10 +194,9 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         if resume:
             if not config_path.exists():
                 raise UserError(f"--resume: {run_dir} holds no config.json; it is not a training run")
-            old = {"lr_schedule": "constant", **json.loads(config_path.read_text())["config"]}  # runs made before it
             # a constant learning rate lets a run be extended; a decaying one is defined by its step count
             free = ("steps", "eval_every") if cfg.lr_schedule == "constant" else ("eval_every",)
-            diffs = [k for k, v in asdict(cfg).items() if old.get(k) != v and k not in free]
+            diffs = settings_differences(run_dir, cfg, ignore=free)
             if diffs:
                 raise UserError(f"--resume: {run_dir} was trained with other settings ({', '.join(diffs)}); "
                                 "use the same flags or another --out")

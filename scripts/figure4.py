@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.device import resolve_device  # noqa: E402
 from distill.errors import UserError, cli_entry  # noqa: E402
-from distill.train import LR_SCHEDULES, TrainConfig, train  # noqa: E402
+from distill.train import LR_SCHEDULES, TrainConfig, settings_differences, train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -155,13 +154,10 @@ def main(argv=None) -> int:
         final = json.loads(done.read_text()) if done.exists() else None
         if final is None or final.get("step") != args.steps:
             return None
-        made_with = {"lr_schedule": "constant", **json.loads((run / "config.json").read_text())["config"]}
-        same_file = Path(str(made_with.get("dataset"))).resolve() == Path(cfg.dataset).resolve()
-        diffs = [f"--{k.replace('_', '-')} {made_with.get(k)}" for k, v in asdict(cfg).items()
-                 if k not in ("eval_every", "dataset") and made_with.get(k) != v]
-        diffs += [] if same_file else [f"--dataset {made_with.get('dataset')}"]
+        diffs = settings_differences(run, cfg, ignore=("eval_every",))
         if diffs:
-            raise UserError(f"{run} was trained with {', '.join(diffs)}; pass the same or use another --out")
+            made_with = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in diffs.items())
+            raise UserError(f"{run} was trained with {made_with}; pass the same or use another --out")
         return final
 
     pending = []
