@@ -20,6 +20,7 @@ from distill.data import TrainingData, recording_episodes, split_by_episodes  # 
 from distill.device import resolve_device  # noqa: E402
 from distill.losses import distillation_loss  # noqa: E402
 from distill.students import make_student  # noqa: E402
+from distill.train import TrainConfig  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -30,7 +31,7 @@ def sync(device: torch.device) -> None:
 def bench(data: TrainingData, alpha: float, steps: int, batch: int, student_name: str, device: torch.device) -> dict:
     torch.manual_seed(0)
     student = make_student(student_name, data.logits.shape[1]).to(device)
-    opt = torch.optim.Adam(student.parameters(), lr=3e-4)
+    opt = torch.optim.Adam(student.parameters(), lr=TrainConfig.lr)  # distill-train's default (the lr does not change a step's cost)
     gen = torch.Generator().manual_seed(0)
     wait = total = 0.0
     for i in range(steps + 10):
