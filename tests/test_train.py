@@ -376,3 +376,52 @@ def test_on_policy_gap_measures_disagreement_on_the_states_each_policy_reaches(r
     with pytest.raises(SystemExit) as exc:
         gap.main([str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_teacher_perturbation_calibrates_to_the_asked_kl_and_entropy(recording, tmp_path, sb3_models):
+    tp = _script_module("teacher_perturbation")
+    logits = torch.randn(300, 4, generator=torch.Generator().manual_seed(0)) * 2
+    noise = torch.randn(300, 4, generator=torch.Generator().manual_seed(1))
+    sigma = tp.noise_scale_for_kl(logits, noise, 0.05)
+    assert tp.mean_kl(logits, logits + sigma * noise) == pytest.approx(0.05, rel=1e-4)
+    t = tp.temperature_for_entropy(logits, 1.0)
+    assert tp.mean_entropy(logits / t) == pytest.approx(1.0, rel=1e-4)
+    assert tp.temperature_for_entropy(logits, tp.mean_entropy(logits)) == pytest.approx(1.0, rel=1e-4)
+    with pytest.raises(UserError, match="out of reach"):
+        tp.temperature_for_entropy(logits, 2.0)  # above log 4, the entropy of the uniform policy
+
+    out = tmp_path / "perturbation.json"
+    assert tp.main(["--dataset", str(recording), "--teacher", str(sb3_models["a2c_breakout"]), "--match-kl", "0.05",
+                    "--match-entropy", "1.0", "--episodes", "1", "--envs", "1", "--mode", "greedy", "--states", "200",
+                    "--json", str(out)]) == 0
+    teacher, noisy, tempered = json.loads(out.read_text())["results"]
+    assert teacher["kl"] == pytest.approx(0, abs=1e-6) and teacher["action_error"] == 0
+    assert noisy["kl"] == pytest.approx(0.05, rel=1e-3)
+    assert tempered["entropy"] == pytest.approx(1.0, rel=1e-3) and tempered["action_error"] == 0
+    assert tempered["returns"] == teacher["returns"]  # a temperature does not change greedy play
+    with pytest.raises(SystemExit) as exc:
+        tp.main(["--dataset", str(tmp_path / "missing.h5")])
+    assert exc.value.code == 2
+
+
+def test_life_loss_disagreement_marks_the_steps_before_each_lost_life(recording, tmp_path, sb3_models):
+    ll = _script_module("life_loss_disagreement")
+    lives = np.array([5, 5, 5, 5, 4, 4, 4, 3, 3, 0])  # lives after each step; index 0 is the start
+    marked = ll.mark_before_losses(lives, window=2)
+    np.testing.assert_array_equal(np.flatnonzero(marked), [3, 4, 6, 7, 8, 9])
+    assert not ll.mark_before_losses(np.array([3, 3, 3]), window=5).any()
+
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=0.0, steps=10), run, torch.device("cpu"), progress=False)
+    out = tmp_path / "ll.json"
+    assert ll.main([str(run), "--teacher", str(sb3_models["a2c_breakout"]), "--episodes", "1", "--envs", "1",
+                    "--mode", "greedy", "--window", "8", "--json", str(out)]) == 0
+    (report,) = json.loads(out.read_text())
+    for name in ("student", "teacher"):
+        r = report[name]
+        assert r["games"] == 1 and r["before_lost_life"]["states"] > 0  # a Breakout game ends by losing every life
+        assert r["before_lost_life"]["states"] <= 8 * 5  # at most one window per life
+        assert r["before_lost_life"]["states"] + r["elsewhere"]["states"] == r["all"]["states"]
+    with pytest.raises(SystemExit) as exc:
+        ll.main([str(run), "--window", "0"])
+    assert exc.value.code == 2

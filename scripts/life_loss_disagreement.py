@@ -1,0 +1,139 @@
+#!/usr/bin/env python
+"""Does a student disagree with its teacher more in the moments just before it loses a life?
+
+A student can match its teacher on almost every state and still score much less, if its few errors fall on the
+states that decide the game. In games with lives (Breakout, SpaceInvaders) the decisive moments are the last steps
+before a life is lost. This plays whole games with the student in control (and, as the control, the teacher in
+control), queries both networks on every state, and splits the states into the ``--window`` agent steps before
+each lost life and all the others: action disagreement and ``KL(pi* || pi)`` in each part. Disagreement much
+higher before lost lives than elsewhere, when the student plays, means its errors concentrate where they cost
+points; the teacher-controlled row tells whether those moments are simply hard for the student anyway.
+
+    python scripts/life_loss_disagreement.py data/figure4/breakout-t5.75M-cos8k/runs/f0.1-a1-s0 --episodes 12
+
+Loading the teacher unpickles its .zip: only name teachers you trust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill import atari  # noqa: E402
+from distill.errors import UserError, cli_entry  # noqa: E402
+from distill.rollout import MODES  # noqa: E402
+from distill.train import load_student  # noqa: E402
+
+
+def mark_before_losses(lives: np.ndarray, window: int) -> np.ndarray:
+    """For one game's per-step lives counts (read after each step), which steps lie in the ``window`` steps up to
+    and including a step on which a life was lost. The first step compares with the game's starting lives."""
+    lost = np.zeros(len(lives), dtype=bool)
+    lost[1:] = lives[1:] < lives[:-1]
+    before = np.zeros(len(lives), dtype=bool)
+    for end in np.flatnonzero(lost):
+        before[max(0, end - window + 1):end + 1] = True
+    return before
+
+
+@torch.no_grad()
+def play_and_split(student: torch.nn.Module, teacher: torch.nn.Module, student_plays: bool, game: str,
+                   episodes: int, mode: str, window: int, seed: int, envs: int) -> dict:
+    """Play ``episodes`` games; disagreement before lost lives and elsewhere, and the scores."""
+    envs = max(1, min(envs, episodes))
+    targets = np.array([episodes // envs + (1 if i < episodes % envs else 0) for i in range(envs)])
+    counts = np.zeros(envs, dtype=int)
+    venv = atari.make_vec_env(game, n_envs=envs, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    games: list[list[tuple[int, float, int]]] = [[] for _ in range(envs)]  # per step: error, KL, lives after it
+    start_lives = [None] * envs
+    errors, kls, before, scores = [], [], [], []
+    obs = venv.reset()
+    try:
+        while (counts < targets).any():
+            x = atari.scale_obs(obs)
+            s_logits, t_logits = student(x), teacher(x)
+            t_log = F.log_softmax(t_logits, 1)
+            kl = (t_log.exp() * (t_log - F.log_softmax(s_logits, 1))).sum(1)
+            wrong = s_logits.argmax(1) != t_logits.argmax(1)
+            acting = s_logits if student_plays else t_logits
+            actions = acting.argmax(1) if mode == "greedy" else torch.multinomial(F.softmax(acting, 1), 1,
+                                                                                  generator=gen).squeeze(1)
+            obs, _, dones, infos = venv.step(actions.numpy())
+            for i, (done, info) in enumerate(zip(dones, infos)):
+                if start_lives[i] is None:
+                    start_lives[i] = int(info.get("lives", 0))  # after the first step: no life lost yet
+                games[i].append((int(wrong[i]), float(kl[i]), int(info.get("lives", 0))))
+                if done:
+                    if counts[i] < targets[i] and "episode" in info:
+                        lives = np.array([start_lives[i]] + [g[2] for g in games[i]])
+                        before.append(mark_before_losses(lives, window)[1:])
+                        errors.append(np.array([g[0] for g in games[i]]))
+                        kls.append(np.array([g[1] for g in games[i]]))
+                        scores.append(float(info["episode"]["r"]))
+                        counts[i] += 1
+                    games[i], start_lives[i] = [], None
+    finally:
+        venv.close()
+    before_all, err_all, kl_all = np.concatenate(before), np.concatenate(errors), np.concatenate(kls)
+    if not before_all.any():
+        raise UserError(f"no life was lost in {episodes} games of {game}: nothing to compare (a game with lives?)")
+
+    def part(mask: np.ndarray) -> dict:
+        return {"states": int(mask.sum()), "action_error": float(err_all[mask].mean()) if mask.any() else None,
+                "kl": float(kl_all[mask].mean()) if mask.any() else None}
+
+    return {"before_lost_life": part(before_all), "elsewhere": part(~before_all), "all": part(np.ones_like(before_all)),
+            "mean_return": float(np.mean(scores)), "std_return": float(np.std(scores)), "games": len(scores)}
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", type=Path, help="distill-train run directories")
+    p.add_argument("--teacher", default=None, help="the recording's teacher (default: the shipped one of the game)")
+    p.add_argument("--episodes", type=int, default=12, help="whole games per policy (default 12)")
+    p.add_argument("--window", type=int, default=16, help="agent steps before each lost life (default 16: ~1 s)")
+    p.add_argument("--mode", choices=MODES, default="sample", help="sample or greedy actions (default sample)")
+    p.add_argument("--envs", type=int, default=6, help="games played side by side (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="also write the reports here")
+    args = p.parse_args(argv)
+    if args.window < 1:
+        raise UserError(f"--window must be at least 1, got {args.window}")
+    from teachers.load import load_teacher
+
+    reports = []
+    for run in args.runs:
+        student, info = load_student(run)
+        game = info["config"]["game"]
+        teacher = load_teacher(args.teacher, game).eval()
+        student.eval()
+        report = {"run": str(run), "game": game, "mode": args.mode, "window": args.window, "seed": args.seed}
+        print(f"\n{run} ({args.mode} actions, {args.episodes} games each, {args.window} steps before each lost life)")
+        print("| in control | part | states | action error | KL(pi* || pi) | game score |")
+        print("|---|---|---|---|---|---|")
+        for name, student_plays in (("student", True), ("teacher", False)):
+            r = play_and_split(student, teacher, student_plays, game, args.episodes, args.mode, args.window,
+                               args.seed, args.envs)
+            report[name] = r
+            for part in ("before_lost_life", "elsewhere"):
+                q = r[part]
+                print(f"| {name} | {part.replace('_', ' ')} | {q['states']} | {q['action_error']:.3f} | "
+                      f"{q['kl']:.4f} | {r['mean_return']:.1f} ± {r['std_return']:.1f} |")
+        reports.append(report)
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
