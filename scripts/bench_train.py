@@ -31,7 +31,8 @@ def sync(device: torch.device) -> None:
 def bench(data: TrainingData, alpha: float, steps: int, batch: int, student_name: str, device: torch.device) -> dict:
     torch.manual_seed(0)
     student = make_student(student_name, data.logits.shape[1]).to(device)
-    opt = torch.optim.Adam(student.parameters(), lr=TrainConfig.lr)  # distill-train's default (the lr does not change a step's cost)
+    # distill-train's default lr (the lr does not change a step's cost)
+    opt = torch.optim.Adam(student.parameters(), lr=TrainConfig.lr)
     gen = torch.Generator().manual_seed(0)
     wait = total = 0.0
     for i in range(steps + 10):

@@ -99,7 +99,8 @@ def tempered(teacher: torch.nn.Module, temperature: float) -> Callable[[torch.Te
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", type=Path, required=True, help="a recording of the teacher (calibrates the perturbations)")
+    p.add_argument("--dataset", type=Path, required=True,
+                   help="a recording of the teacher (calibrates the perturbations)")
     p.add_argument("--teacher", default=None, help="the recording's teacher (default: the shipped one of its game)")
     p.add_argument("--match-kl", type=float, nargs="*", default=[], metavar="X",
                    help="mean KL(pi* || pi_noisy) in nats to reach with logit noise (one game series each)")
