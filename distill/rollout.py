@@ -36,12 +36,14 @@ class RolloutResult:
 @torch.no_grad()
 def play(policy: Callable[[torch.Tensor], torch.Tensor], game: str, episodes: int, mode: str = "sample",
          seed: int = 0, envs: int = 1, device: torch.device | str = "cpu", progress: bool = True,
-         epsilon: float = 0.0) -> RolloutResult:
+         epsilon: float = 0.0,
+         on_step: Callable[[np.ndarray, list[dict], np.ndarray], None] | None = None) -> RolloutResult:
     """Play ``episodes`` whole games; env ``i`` of ``envs`` plays its share with seed ``seed + i``.
 
     Each environment plays a fixed number of games (as stable-baselines3's ``evaluate_policy``),
     so parallel play does not favour short games. ``mode`` is ``sample`` (draw from the policy)
-    or ``greedy`` (argmax); ``epsilon`` mixes in uniform random actions.
+    or ``greedy`` (argmax); ``epsilon`` mixes in uniform random actions. ``on_step(dones, infos, counted)``,
+    if given, sees every step's outcome; ``counted[i]`` says env ``i`` just finished a game that is in the result.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
@@ -66,13 +68,17 @@ def play(policy: Callable[[torch.Tensor], torch.Tensor], game: str, episodes: in
                 explore = rng.random(envs) < epsilon
                 actions = np.where(explore, rng.integers(0, logits.shape[1], envs), actions)
             obs, _, dones, infos = venv.step(actions)
+            counted = np.zeros(envs, dtype=bool)
             for i, (done, info) in enumerate(zip(dones, infos)):
                 if done and "episode" in info and counts[i] < targets[i]:
                     result.returns.append(float(info["episode"]["r"]))
                     result.lengths.append(int(info["episode"]["l"]))
                     counts[i] += 1
+                    counted[i] = True
                     bar.update(1)
                     bar.set_postfix(mean=f"{np.mean(result.returns):.1f}", refresh=False)
+            if on_step is not None:
+                on_step(dones, infos, counted)
     finally:
         bar.close()
         venv.close()

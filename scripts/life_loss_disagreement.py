@@ -27,9 +27,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill import atari  # noqa: E402
 from distill.errors import UserError, cli_entry  # noqa: E402
-from distill.rollout import MODES  # noqa: E402
+from distill.rollout import MODES, play  # noqa: E402
 from distill.train import load_student  # noqa: E402
 
 
@@ -44,45 +43,45 @@ def mark_before_losses(lives: np.ndarray, window: int) -> np.ndarray:
     return before
 
 
-@torch.no_grad()
+class LifeLossProbe:
+    """The policy in control for :func:`distill.rollout.play`, recording per game and step the disagreement of the
+    two networks and the lives left, and keeping the games that play counts."""
+
+    def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module, student_plays: bool, window: int):
+        self.student, self.teacher, self.student_plays, self.window = student, teacher, student_plays, window
+        self.games: dict[int, list[tuple[int, float, int]]] = {}  # env -> per step: error, KL, lives after it
+        self.start_lives: dict[int, int] = {}
+        self.errors, self.kls, self.before = [], [], []
+
+    @torch.no_grad()
+    def __call__(self, obs_scaled: torch.Tensor) -> torch.Tensor:
+        s_logits, t_logits = self.student(obs_scaled), self.teacher(obs_scaled)
+        t_log = F.log_softmax(t_logits, 1)
+        self.kl = (t_log.exp() * (t_log - F.log_softmax(s_logits, 1))).sum(1)
+        self.wrong = s_logits.argmax(1) != t_logits.argmax(1)
+        return s_logits if self.student_plays else t_logits
+
+    def on_step(self, dones: np.ndarray, infos: list[dict], counted: np.ndarray) -> None:
+        for i, (done, info) in enumerate(zip(dones, infos)):
+            lives = int(info.get("lives", 0))
+            self.start_lives.setdefault(i, lives)  # after a game's first step: no life lost yet
+            game = self.games.setdefault(i, [])
+            game.append((int(self.wrong[i]), float(self.kl[i]), lives))
+            if done:
+                if counted[i]:
+                    all_lives = np.array([self.start_lives[i]] + [g[2] for g in game])
+                    self.before.append(mark_before_losses(all_lives, self.window)[1:])
+                    self.errors.append(np.array([g[0] for g in game]))
+                    self.kls.append(np.array([g[1] for g in game]))
+                del self.games[i], self.start_lives[i]
+
+
 def play_and_split(student: torch.nn.Module, teacher: torch.nn.Module, student_plays: bool, game: str,
                    episodes: int, mode: str, window: int, seed: int, envs: int) -> dict:
     """Play ``episodes`` games; disagreement before lost lives and elsewhere, and the scores."""
-    envs = max(1, min(envs, episodes))
-    targets = np.array([episodes // envs + (1 if i < episodes % envs else 0) for i in range(envs)])
-    counts = np.zeros(envs, dtype=int)
-    venv = atari.make_vec_env(game, n_envs=envs, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    games: list[list[tuple[int, float, int]]] = [[] for _ in range(envs)]  # per step: error, KL, lives after it
-    start_lives = [None] * envs
-    errors, kls, before, scores = [], [], [], []
-    obs = venv.reset()
-    try:
-        while (counts < targets).any():
-            x = atari.scale_obs(obs)
-            s_logits, t_logits = student(x), teacher(x)
-            t_log = F.log_softmax(t_logits, 1)
-            kl = (t_log.exp() * (t_log - F.log_softmax(s_logits, 1))).sum(1)
-            wrong = s_logits.argmax(1) != t_logits.argmax(1)
-            acting = s_logits if student_plays else t_logits
-            actions = acting.argmax(1) if mode == "greedy" else torch.multinomial(F.softmax(acting, 1), 1,
-                                                                                  generator=gen).squeeze(1)
-            obs, _, dones, infos = venv.step(actions.numpy())
-            for i, (done, info) in enumerate(zip(dones, infos)):
-                if start_lives[i] is None:
-                    start_lives[i] = int(info.get("lives", 0))  # after the first step: no life lost yet
-                games[i].append((int(wrong[i]), float(kl[i]), int(info.get("lives", 0))))
-                if done:
-                    if counts[i] < targets[i] and "episode" in info:
-                        lives = np.array([start_lives[i]] + [g[2] for g in games[i]])
-                        before.append(mark_before_losses(lives, window)[1:])
-                        errors.append(np.array([g[0] for g in games[i]]))
-                        kls.append(np.array([g[1] for g in games[i]]))
-                        scores.append(float(info["episode"]["r"]))
-                        counts[i] += 1
-                    games[i], start_lives[i] = [], None
-    finally:
-        venv.close()
+    probe = LifeLossProbe(student, teacher, student_plays, window)
+    result = play(probe, game, episodes, mode=mode, seed=seed, envs=envs, progress=False, on_step=probe.on_step)
+    scores, before, errors, kls = result.returns, probe.before, probe.errors, probe.kls
     before_all, err_all, kl_all = np.concatenate(before), np.concatenate(errors), np.concatenate(kls)
     if not before_all.any():
         raise UserError(f"no life was lost in {episodes} games of {game}: nothing to compare (a game with lives?)")
