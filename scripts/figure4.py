@@ -121,7 +121,7 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
                 ax = axes[row][col]
                 ax.plot(steps[:n], mean, label=label, color=color)
                 ax.fill_between(steps[:n], mean - std, mean + std, alpha=0.25, color=color)
-        axes[0][col].set_title(f"{game}: {fraction * 100:g}% of states for training")
+        axes[0][col].set_title(f"{game}: {fraction * 100:g}% of states for training", fontsize="medium")
         axes[0][col].set_ylabel("test action error")
         axes[1][col].set_ylabel("test KL (nats)")
         axes[1][col].set_xlabel("training steps")
