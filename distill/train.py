@@ -44,6 +44,9 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3  # with the cosine decay: measured on Breakout, see docs/figure4.md ("Learning rate")
     lr_schedule: str = "cosine"  # decays to 0 at --steps, so the last step is the schedule's plateau
+    # share of --steps over which the rate rises linearly from 0 to --lr: without it, lr 1e-3 killed the first conv
+    # layer of 2 of 3 KL-only Pong students in their first 200 steps (docs/figure4.md, "Learning-rate warm-up")
+    lr_warmup: float = 0.05
     kl: str = "teacher-student"
     distance: str = "cosine"  # measured on Breakout: see docs/figure4.md
     eval_every: int = 500
@@ -68,6 +71,8 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
+        if not 0.0 <= self.lr_warmup < 1.0 or not math.isfinite(self.lr_warmup):
+            raise UserError(f"--lr-warmup is a share of --steps in [0, 1), got {self.lr_warmup}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
 
@@ -75,11 +80,21 @@ class TrainConfig:
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def warmup_steps(cfg: TrainConfig) -> int:
+    """Steps of the linear warm-up (at least one when --lr-warmup is positive)."""
+    return max(1, round(cfg.lr_warmup * cfg.steps)) if cfg.lr_warmup > 0 else 0
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Adam's learning rate for optimiser step ``step`` (0-based): constant, or cosine-decayed from --lr to 0."""
+    """Adam's learning rate for optimiser step ``step`` (0-based): constant or cosine-decayed from --lr to 0, times a
+    linear ramp over the first warm-up steps (so Adam's first, sign-like updates are small)."""
+    rate = cfg.lr
     if cfg.lr_schedule == "cosine":
-        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
-    return cfg.lr
+        rate *= 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    warm = warmup_steps(cfg)
+    if step < warm:
+        rate *= (step + 1) / warm
+    return rate
 
 
 @torch.no_grad()
@@ -170,7 +185,8 @@ def _save(path: Path, student, optimizer, step: int, best: float, rng: dict) -> 
 def settings_differences(run_dir: Path, cfg: TrainConfig, ignore: tuple[str, ...] = ()) -> dict[str, object]:
     """The settings (name: stored value) in which the run in ``run_dir`` differs from ``cfg``, so that runs made
     with other settings are neither resumed nor reused as if they were the same."""
-    stored = {"lr_schedule": "constant", **json.loads((run_dir / "config.json").read_text())["config"]}  # older runs
+    # settings added later take the value older runs were made with
+    stored = {"lr_schedule": "constant", "lr_warmup": 0.0, **json.loads((run_dir / "config.json").read_text())["config"]}
     diffs = {k: stored.get(k) for k, v in asdict(cfg).items()
              if k not in ignore and k != "dataset" and stored.get(k) != v}
     if Path(str(stored.get("dataset"))).resolve() != Path(cfg.dataset).resolve():

@@ -45,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule)
+    p.add_argument("--lr-warmup", type=float, default=TrainConfig.lr_warmup,
+                   help="share of --steps with a linear lr warm-up (0 reproduces the grids made before it existed)")
     p.add_argument("--student", default=TrainConfig.student)
     p.add_argument("--distance", default=TrainConfig.distance)
     p.add_argument("--device", default="auto")
@@ -165,7 +167,7 @@ def main(argv=None) -> int:
         run = args.out / "runs" / f"f{fraction:g}-a{alpha:g}-s{seed}"
         cfg = TrainConfig(dataset=str(args.dataset), game=game, alpha=alpha, fraction=fraction, student=args.student,
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                          lr_schedule=args.lr_schedule, distance=args.distance,
+                          lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, distance=args.distance,
                           eval_every=args.eval_every, test_cap=args.test_cap, seed=seed)
         final = finished(run, cfg)
         if final is not None:
@@ -191,7 +193,8 @@ def main(argv=None) -> int:
     fractions = sorted(args.fractions)
     plot(results, fractions, args.alphas, args.out, game)
     lines = [f"Figure 4 reproduction on `{args.dataset}` ({game}): final held-out metrics, mean ± std over "
-             f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr}, student {args.student}, "
+             f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr} ({args.lr_schedule}, "
+             f"warm-up {args.lr_warmup:g} of the steps), student {args.student}, "
              f"distance {args.distance}, device {device}.", "",
              "| fraction | alpha | test action error | test KL (nats) | train KL (last interval) | gap: test - train KL |",
              "|---|---|---|---|---|---|"]

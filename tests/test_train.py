@@ -60,7 +60,7 @@ def test_alpha_zero_matches_plain_kl_training(recording, tmp_path):
     from distill.losses import kl_teacher_student
     from distill.students import make_student
 
-    c = cfg(recording, alpha=0.0, steps=20)
+    c = cfg(recording, alpha=0.0, steps=20, lr_warmup=0.25)
     final = train(c, tmp_path / "run", torch.device("cpu"), progress=False)
     trained = make_student("small", 4)
     trained.load_state_dict(torch.load(tmp_path / "run" / "latest.pt", weights_only=False)["model"])
@@ -77,7 +77,8 @@ def test_alpha_zero_matches_plain_kl_training(recording, tmp_path):
         idx = torch.randint(data.n, (8,), generator=gen)
         obs, logits, _, _ = data.batch(idx)
         loss = kl_teacher_student(student(obs), logits)
-        opt.param_groups[0]["lr"] = c.lr * 0.5 * (1 + np.cos(np.pi * step / 20))  # the default cosine decay
+        # the default cosine decay, times the linear warm-up over the first 0.25 * 20 steps
+        opt.param_groups[0]["lr"] = c.lr * 0.5 * (1 + np.cos(np.pi * step / 20)) * min(1.0, (step + 1) / 5)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -113,11 +114,11 @@ def _constant_cfg(recording, **kw):
 def test_cosine_schedule_decays_to_zero_resumes_exactly_and_fixes_the_step_count(recording, tmp_path):
     from distill.train import learning_rate
 
-    c = cfg(recording, alpha=1.0, steps=40, lr_schedule="cosine", lr=1e-3)
+    c = cfg(recording, alpha=1.0, steps=40, lr_schedule="cosine", lr=1e-3, lr_warmup=0.0)
     assert learning_rate(c, 0) == pytest.approx(1e-3)
     assert learning_rate(c, 20) == pytest.approx(5e-4)
     assert learning_rate(c, 39) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 39 / 40)))
-    assert learning_rate(_constant_cfg(recording, lr=1e-3), 39) == 1e-3
+    assert learning_rate(_constant_cfg(recording, lr=1e-3, lr_warmup=0.0), 39) == 1e-3
     run = tmp_path / "run"
     train(cfg(recording, alpha=1.0, steps=20, lr_schedule="cosine", lr=1e-3), tmp_path / "short", torch.device("cpu"),
           progress=False)
@@ -131,10 +132,36 @@ def test_cosine_schedule_decays_to_zero_resumes_exactly_and_fixes_the_step_count
     state = torch.load(run / "latest.pt", weights_only=False)
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(learning_rate(c, 39))
     shutil.rmtree(run)
-    interrupted = cfg(recording, alpha=1.0, steps=40, lr_schedule="cosine", lr=1e-3, eval_every=10)
+    interrupted = cfg(recording, alpha=1.0, steps=40, lr_schedule="cosine", lr=1e-3, lr_warmup=0.0, eval_every=10)
     _train_until(interrupted, run, stop_at=20)
     resumed = train(c, run, torch.device("cpu"), resume=True, progress=False)
     assert resumed["test_kl"] == pytest.approx(straight["test_kl"], rel=1e-5)
+
+
+def test_warmup_ramps_the_rate_and_older_runs_count_as_made_without_it(recording, tmp_path):
+    from distill.train import learning_rate, warmup_steps
+
+    c = cfg(recording, steps=40, lr=1e-3, lr_warmup=0.25)  # 10 warm-up steps, then the plain cosine
+    cosine = [1e-3 * 0.5 * (1 + np.cos(np.pi * s / 40)) for s in range(40)]
+    assert warmup_steps(c) == 10
+    assert learning_rate(c, 0) == pytest.approx(cosine[0] / 10)
+    assert learning_rate(c, 4) == pytest.approx(cosine[4] * 5 / 10)
+    assert [learning_rate(c, s) for s in range(9, 40)] == pytest.approx(cosine[9:])
+    assert learning_rate(_constant_cfg(recording, steps=40, lr=1e-3, lr_warmup=0.1), 1) == pytest.approx(5e-4)
+    assert warmup_steps(cfg(recording, steps=5, lr_warmup=0.01)) == 1  # a positive share always warms up
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(UserError, match="--lr-warmup"):
+            cfg(recording, lr_warmup=bad).validate()
+    # a run made before the warm-up existed has no lr_warmup in its config: it was made without one
+    run = tmp_path / "old"
+    train(cfg(recording, steps=20, lr_warmup=0.0), run, torch.device("cpu"), progress=False)
+    stored = json.loads((run / "config.json").read_text())
+    del stored["config"]["lr_warmup"]
+    (run / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(UserError, match="other settings.*lr_warmup"):
+        train(cfg(recording, steps=20), run, torch.device("cpu"), resume=True, progress=False)
+    assert train(cfg(recording, steps=20, lr_warmup=0.0), run, torch.device("cpu"), resume=True,
+                 progress=False)["step"] == 20
 
 
 def _train_until(c: TrainConfig, run, stop_at: int) -> None:
@@ -236,7 +263,7 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
     assert module.main(args) == 0
     assert capsys.readouterr().err.count("reuse") == 2
     # finished runs made with other settings are refused, not silently reused in the table
-    for other in (["--lr-schedule", "constant"], ["--lr", "0.01"]):
+    for other in (["--lr-schedule", "constant"], ["--lr", "0.01"], ["--lr-warmup", "0"]):
         with pytest.raises(SystemExit) as exc:
             module.main(args + other)
         err = capsys.readouterr().err.strip()

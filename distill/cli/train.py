@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
                    help="constant, or cosine decay from --lr to 0 at --steps (default %(default)s)")
+    p.add_argument("--lr-warmup", type=float, default=d.lr_warmup,
+                   help="share of --steps over which the rate rises linearly from 0 to --lr; 0 = none "
+                        "(default %(default)s)")
     p.add_argument("--kl", choices=KL_DIRECTIONS, default=d.kl,
                    help="KL direction of the value term (default teacher-student: KL(pi* || pi))")
     p.add_argument("--distance", choices=SOBOLEV_DISTANCES, default=d.distance,
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = args.dataset or find_latest_recording(game)
     cfg = TrainConfig(dataset=str(dataset), game=game, alpha=args.alpha, fraction=args.fraction, student=args.student,
                       steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                      lr_schedule=args.lr_schedule, kl=args.kl, distance=args.distance,
+                      lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, kl=args.kl, distance=args.distance,
                       eval_every=args.eval_every, test_cap=args.test_cap, seed=args.seed, split_seed=args.split_seed,
                       teacher=args.teacher)
     cfg.validate()
