@@ -188,6 +188,7 @@ def _train_until(c: TrainConfig, run, stop_at: int) -> None:
     ({"fraction": 1.0}, "strictly between 0 and 1"),
     ({"student": "huge"}, "unknown --student"),
     ({"game": "Pong"}, "recording of Breakout, not Pong"),
+    ({"lr_warmup": 1.0}, "--lr-warmup is a share of --steps"),
 ])
 def test_bad_training_input_leaves_no_run_directory(recording, tmp_path, kw, message):
     with pytest.raises(UserError, match=message):
