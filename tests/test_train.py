@@ -119,7 +119,7 @@ def test_cosine_schedule_decays_to_zero_resumes_exactly_and_fixes_the_step_count
     assert learning_rate(c, 0) == pytest.approx(1e-3)
     assert learning_rate(c, 20) == pytest.approx(5e-4)
     assert learning_rate(c, 39) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 39 / 40)))
-    assert learning_rate(_constant_cfg(recording, lr=1e-3, lr_warmup=0.0), 39) == 1e-3
+    assert learning_rate(_constant_cfg(recording, lr=1e-3), 39) == 1e-3
     run = tmp_path / "run"
     train(cfg(recording, alpha=1.0, steps=20, lr_schedule="cosine", lr=1e-3), tmp_path / "short", torch.device("cpu"),
           progress=False)
