@@ -220,7 +220,15 @@ def main(argv=None) -> int:
             summary.append({"fraction": fraction, "alpha": alpha, "action_error_mean": err.mean(),
                             "action_error_std": err.std(), "kl_mean": kl.mean(), "kl_std": kl.std(),
                             "train_kl_mean": train_kl.mean(), "train_kl_std": train_kl.std(),
-                            "gap_mean": gap.mean(), "gap_std": gap.std()})
+                            "gap_mean": gap.mean(), "gap_std": gap.std(),
+                            "action_error_per_seed": err.tolist(), "kl_per_seed": kl.tolist()})
+    # per seed as well: with three seeds a mean and std hide whether one seed is off (a dead student, say)
+    lines += ["", "Per seed (test action error / test KL):", "",
+              "| fraction | alpha | " + " | ".join(f"seed {s}" for s in range(args.seeds)) + " |",
+              "|---|---|" + "---|" * args.seeds]
+    for row in summary:
+        cells = [f"{e:.4f} / {k:.4f}" for e, k in zip(row["action_error_per_seed"], row["kl_per_seed"])]
+        lines.append(f"| {row['fraction']:g} | {row['alpha']:g} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + f"\n\nWall time of this invocation: {time.time() - start:.0f} s.\n"
     (args.out / "table.md").write_text(text)
     (args.out / "results.json").write_text(json.dumps(summary, indent=2))

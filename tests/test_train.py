@@ -258,8 +258,11 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
         run = tmp_path / "runs" / f"f0.5-a{row['alpha']:g}-s0"
         last = module.read_curve(run)[-1]
         assert row["train_kl_mean"] == pytest.approx(last["train_kl"])
-        assert row["gap_mean"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test_kl"]
-                                                - last["train_kl"])
+        final = json.loads((run / "metrics.json").read_text())
+        assert row["gap_mean"] == pytest.approx(final["test_kl"] - last["train_kl"])
+        assert row["action_error_per_seed"] == [pytest.approx(final["test_action_error"])]
+        assert row["kl_per_seed"] == [pytest.approx(final["test_kl"])]
+        assert f"| 0.5 | {row['alpha']:g} | {final['test_action_error']:.4f} / {final['test_kl']:.4f} |" in table
     assert (tmp_path / "figure4.png").stat().st_size > 1000
     capsys.readouterr()
     assert module.main(args) == 0
