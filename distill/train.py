@@ -140,17 +140,24 @@ def evaluate_loaded(student: torch.nn.Module, obs_uint8: torch.Tensor, teacher: 
 
 
 def find_latest_recording(game: str, data_dir: Path = Path("data")) -> Path:
-    """Newest complete recording of ``game`` under ``data/recordings``."""
-    candidates = sorted((data_dir / "recordings").glob(f"{game.lower()}-*.h5"), key=lambda p: p.stat().st_mtime,
-                        reverse=True)
-    for path in candidates:
+    """Newest complete recording of ``game`` anywhere under ``data_dir``.
+
+    Each file's own attributes decide: its ``game`` (not its name, which the user may have chosen freely) and when
+    it was finished (not its modification time, which a copy or a read-write open changes).
+    """
+    found: list[tuple[str, float, Path]] = []
+    for path in sorted(data_dir.rglob("*.h5")):
         try:
-            open_recording(path).close()
-            return path
+            f = open_recording(path)
         except UserError:
-            continue
-    raise UserError(f"no complete recording of {game} under {data_dir / 'recordings'}; make one with "
-                    f"`distill-record --game {game}` or pass --dataset FILE")
+            continue  # incomplete, corrupt or not a recording: never chosen
+        with f:
+            if str(f.attrs["game"]) == game:
+                found.append((str(f.attrs.get("finished", "")), path.stat().st_mtime, path))
+    if not found:
+        raise UserError(f"no complete recording of {game} under {data_dir}; make one with "
+                        f"`distill-record --game {game}` or pass --dataset FILE")
+    return max(found)[2]
 
 
 def _live_teacher(cfg: TrainConfig, attrs: dict, device: torch.device):

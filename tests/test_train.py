@@ -208,6 +208,33 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert len(err.splitlines()) == 1
 
 
+def test_latest_recording_is_chosen_by_its_own_game_and_finish_time(recording, tmp_path):
+    import os
+    import shutil
+
+    import h5py
+
+    from distill.train import find_latest_recording
+
+    def copy(name: str, finished: str, complete: bool = True):
+        path = tmp_path / "data" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(recording, path)
+        with h5py.File(path, "a") as f:
+            f.attrs["finished"] = finished
+            f.attrs["complete"] = complete
+        return path
+
+    newest = copy("mine/any-name.h5", "2026-06-01T00:00:00+00:00")  # any name, any folder under data/
+    older = copy("recordings/breakout-a.h5", "2026-01-01T00:00:00+00:00")
+    copy("recordings/breakout-partial.h5", "2026-12-01T00:00:00+00:00", complete=False)  # never chosen
+    (tmp_path / "data" / "recordings" / "breakout-junk.h5").write_bytes(b"not hdf5")
+    os.utime(older, (newest.stat().st_mtime + 100,) * 2)  # touched later, but finished earlier
+    assert find_latest_recording("Breakout", tmp_path / "data") == newest
+    with pytest.raises(UserError, match="no complete recording of Pong"):
+        find_latest_recording("Pong", tmp_path / "data")  # a Breakout recording is never taken for another game
+
+
 def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_models, capsys):
     from distill.cli.evaluate import main
 
