@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and the teacher's projected input gradients grad_s <log pi(s), v>. Splits by whole episodes.",
     )
     p.add_argument("--dataset", type=Path, default=None,
-                   help="recording (.h5); default: the newest complete recording of --game under data/ (by the game and finish time stored in each file)")
+                   help="recording (.h5); default: the newest complete recording of --game under data/ "
+                        "(by the game and finish time stored in each file)")
     p.add_argument("--game", default="Breakout", help="game, used to find the recording (default Breakout)")
     p.add_argument("--alpha", type=float, default=d.alpha, help="weight of the Sobolev term; 0 = plain KL (default 1)")
     p.add_argument("--fraction", type=float, default=d.fraction,
