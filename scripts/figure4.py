@@ -10,6 +10,11 @@ Parallel: start the same command several times (one per core) and each takes run
 invocation has claimed (``runs/<run>.claim`` holds the owner's pid); the last one to finish draws
 the figure and the table.
 Writes OUT/figure4.png, OUT/table.md, OUT/results.json; runs live in OUT/runs/.
+
+Across machines: runs and their checkpoints live in the git-ignored data/, which a new machine does not have.
+``--publish DOCS`` copies the figure, the table and, per run, the small files that define its result
+(DOCS/metrics/<run>.csv, .json, .config.json) to a committed folder; ``--reuse-from DOCS`` puts them back under
+OUT/runs/ so that a later grid reuses those finished runs (settings still checked) instead of training them again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -50,7 +56,36 @@ def parse_args(argv=None):
     p.add_argument("--student", default=TrainConfig.student)
     p.add_argument("--distance", default=TrainConfig.distance)
     p.add_argument("--device", default="auto")
+    p.add_argument("--publish", type=Path, metavar="DOCS",
+                   help="after drawing, copy the figure, table and every run's curve, final metrics and config here")
+    p.add_argument("--reuse-from", type=Path, metavar="DOCS",
+                   help="a folder written by --publish: its finished runs are reused instead of trained again")
     return p.parse_args(argv)
+
+
+PUBLISHED = {"metrics.csv": ".csv", "metrics.json": ".json", "config.json": ".config.json"}
+
+
+def publish(out: Path, docs: Path, runs: list[Path]) -> None:
+    """Copy what a committed folder needs to show and to reuse the grid (not checkpoints: they are large)."""
+    (docs / "metrics").mkdir(parents=True, exist_ok=True)
+    for name in ("figure4.png", "table.md", "results.json"):
+        shutil.copy(out / name, docs / name)
+    for run in runs:
+        for source, suffix in PUBLISHED.items():
+            shutil.copy(run / source, docs / "metrics" / f"{run.name}{suffix}")
+
+
+def restore(docs: Path, run: Path) -> bool:
+    """Put a published finished run back under OUT/runs/ unless that run exists there (finished, or being trained
+    by another invocation); True if restored."""
+    files = {source: docs / "metrics" / f"{run.name}{suffix}" for source, suffix in PUBLISHED.items()}
+    if run.exists() or not all(f.exists() for f in files.values()):
+        return False
+    run.mkdir(parents=True, exist_ok=True)
+    for source, path in files.items():
+        shutil.copy(path, run / source)
+    return True
 
 
 def _pid_alive(pid: int) -> bool:
@@ -152,6 +187,10 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     game = str(attrs["game"])
+    if args.reuse_from is not None and not (args.reuse_from / "metrics").is_dir():
+        print(f"error: --reuse-from {args.reuse_from} holds no metrics/ folder; pass a folder written by --publish",
+              file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     grid = [(f, a, s) for f in args.fractions for s in range(args.seeds) for a in args.alphas]
     results: dict = {"seeds": args.seeds}
@@ -175,6 +214,8 @@ def main(argv=None) -> int:
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, distance=args.distance,
                           eval_every=args.eval_every, test_cap=args.test_cap, seed=seed)
+        if args.reuse_from is not None and restore(args.reuse_from, run):
+            print(f"[{i}/{len(grid)}] restored {run} from {args.reuse_from}", file=sys.stderr)
         final = finished(run, cfg)
         if final is not None:
             print(f"[{i}/{len(grid)}] reuse {run}", file=sys.stderr)
@@ -233,6 +274,9 @@ def main(argv=None) -> int:
     (args.out / "table.md").write_text(text)
     (args.out / "results.json").write_text(json.dumps(summary, indent=2))
     print(text)
+    if args.publish is not None:
+        publish(args.out, args.publish, [args.out / "runs" / f"f{f:g}-a{a:g}-s{s}" for f, a, s in grid])
+        print(f"published the figure, the table and {len(grid)} runs to {args.publish}", file=sys.stderr)
     return 0
 
 

@@ -302,6 +302,30 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
         assert exc.value.code == 2 and "was trained with" in err and other[0] in err and len(err.splitlines()) == 1
 
 
+def test_figure4_publishes_runs_that_a_new_machine_reuses(recording, tmp_path, capsys):
+    """--publish keeps what defines each result in a committed folder; --reuse-from on an empty data/ reuses it."""
+    module = _script_module("figure4")
+    args = ["--dataset", str(recording), "--fractions", "0.5", "--seeds", "1", "--steps", "6", "--eval-every", "3",
+            "--student", "small", "--test-cap", "32"]
+    docs = tmp_path / "docs"
+    assert module.main(args + ["--out", str(tmp_path / "first"), "--publish", str(docs)]) == 0
+    assert (docs / "table.md").read_text() == (tmp_path / "first" / "table.md").read_text()
+    assert (docs / "figure4.png").exists() and (docs / "results.json").exists()
+    assert sorted(p.name for p in (docs / "metrics").iterdir()) == sorted(
+        f"f0.5-a{a}-s0{suffix}" for a in (0, 1) for suffix in (".csv", ".json", ".config.json"))
+    capsys.readouterr()
+    assert module.main(args + ["--out", str(tmp_path / "second"), "--reuse-from", str(docs)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("restored") == 2 and err.count("reuse") == 2 and "] train " not in err
+    assert (tmp_path / "second" / "results.json").read_text() == (tmp_path / "first" / "results.json").read_text()
+    # restored runs are still checked against the settings asked for
+    with pytest.raises(SystemExit) as exc:
+        module.main(args + ["--out", str(tmp_path / "third"), "--reuse-from", str(docs), "--lr", "0.01"])
+    assert exc.value.code == 2 and "was trained with" in capsys.readouterr().err
+    assert module.main(args + ["--out", str(tmp_path / "fourth"), "--reuse-from", str(tmp_path / "nothing")]) == 2
+    assert "holds no metrics/ folder" in capsys.readouterr().err
+
+
 def test_figure4_invocations_side_by_side_share_the_grid(recording, tmp_path, capsys):
     """A run claimed by another live invocation is skipped; a dead owner's claim is taken over."""
     import subprocess
