@@ -63,6 +63,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def run_dir(out: Path, fraction: float, alpha: float, seed: int) -> Path:
+    return out / "runs" / f"f{fraction:g}-a{alpha:g}-s{seed}"
+
+
 PUBLISHED = {"metrics.csv": ".csv", "metrics.json": ".json", "config.json": ".config.json"}
 
 
@@ -209,7 +213,7 @@ def main(argv=None) -> int:
 
     pending = []
     for i, (fraction, alpha, seed) in enumerate(grid, 1):
-        run = args.out / "runs" / f"f{fraction:g}-a{alpha:g}-s{seed}"
+        run = run_dir(args.out, fraction, alpha, seed)
         cfg = TrainConfig(dataset=str(args.dataset), game=game, alpha=alpha, fraction=fraction, student=args.student,
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, distance=args.distance,
@@ -275,7 +279,7 @@ def main(argv=None) -> int:
     (args.out / "results.json").write_text(json.dumps(summary, indent=2))
     print(text)
     if args.publish is not None:
-        publish(args.out, args.publish, [args.out / "runs" / f"f{f:g}-a{a:g}-s{s}" for f, a, s in grid])
+        publish(args.out, args.publish, [run_dir(args.out, *key) for key in grid])
         print(f"published the figure, the table and {len(grid)} runs to {args.publish}", file=sys.stderr)
     return 0
 
