@@ -18,3 +18,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(name)
+
+
+def exact_float32() -> None:
+    """Turn off TF32 (cuDNN uses it for float32 convolutions by default on Ampere and later GPUs).
+
+    A recording is the ground truth every student is judged against: with TF32 the teacher's logits and
+    gradients carry ~1e-3 relative errors, and sampled actions can flip, so a GPU recording would no longer
+    reproduce the CPU one with the same seed. Full float32 costs little for a teacher this size.
+    """
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False

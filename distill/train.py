@@ -237,11 +237,11 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     latest = run_dir / "latest.pt"
     if resume and latest.exists():
-        state = torch.load(latest, map_location=device, weights_only=False)
+        state = torch.load(latest, map_location="cpu", weights_only=False)  # load_state_dict moves it to the device
         student.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, best = int(state["step"]), float(state["best"])
-        gen.set_state(state["rng"]["batch"])
+        gen.set_state(state["rng"]["batch"])  # the batch generator lives on the CPU, whatever the device
 
     with_grads = cfg.alpha > 0
     live = _live_teacher(cfg, attrs, device) if with_grads and cfg.teacher else None
@@ -278,7 +278,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"distil a={cfg.alpha:g} f={cfg.fraction:g}", unit="step",
                disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    start_time, running = time.time(), {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0}
+    start_time, start_step, running = time.time(), step, {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0}
     student.train()
     while step < cfg.steps:
         idx = torch.randint(data.n, (cfg.batch_size,), generator=gen).to(device)
@@ -292,16 +292,17 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         out.total.backward()
         optimizer.step()
         step += 1
-        running["loss"] += out.total.item()
-        running["kl"] += out.kl.item()
-        running["sob"] += out.sobolev.item() if out.sobolev is not None else 0.0
+        # summed on the device: a .item() per step would stall a GPU on every step
+        running["loss"] += out.total.detach()
+        running["kl"] += out.kl.detach()
+        running["sob"] += out.sobolev.detach() if out.sobolev is not None else 0.0
         running["n"] += 1
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             metrics = evaluate_loaded(student, capped_obs, capped_logits)
             n = max(running["n"], 1)
-            row = {"step": step, "samples": step * cfg.batch_size, "train_loss": running["loss"] / n,
-                   "train_kl": running["kl"] / n, "train_sobolev": running["sob"] / n if with_grads else "",
+            row = {"step": step, "samples": step * cfg.batch_size, "train_loss": float(running["loss"]) / n,
+                   "train_kl": float(running["kl"]) / n, "train_sobolev": float(running["sob"]) / n if with_grads else "",
                    **metrics, "seconds": round(time.time() - start_time, 1)}
             running = {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0}
             with metrics_path.open("a", newline="") as handle:
@@ -311,7 +312,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             if with_grads:
                 writer.add_scalar("train_sobolev", row["train_sobolev"], step)
             bar.set_postfix(err=f"{metrics['test_action_error']:.3f}", kl=f"{metrics['test_kl']:.4f}",
-                            sps=f"{row['samples'] / max(row['seconds'], 1e-9):.0f}" if step else "", refresh=False)
+                            sps=f"{(step - start_step) * cfg.batch_size / max(row['seconds'], 1e-9):.0f}",  # this session's
+                            refresh=False)
             if metrics["test_kl"] < best:
                 best = metrics["test_kl"]
                 _save(run_dir / "best.pt", student, optimizer, step, best, {"batch": gen.get_state()})

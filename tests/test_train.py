@@ -165,7 +165,7 @@ def test_warmup_ramps_the_rate_and_older_runs_count_as_made_without_it(recording
                  progress=False)["step"] == 20
 
 
-def _train_until(c: TrainConfig, run, stop_at: int) -> None:
+def _train_until(c: TrainConfig, run, stop_at: int, device: str = "cpu") -> None:
     """Train ``c`` but stop (as a kill would) after the checkpoint at step ``stop_at``."""
     import distill.train as train_module
 
@@ -179,9 +179,22 @@ def _train_until(c: TrainConfig, run, stop_at: int) -> None:
     train_module._save = save_then_stop
     try:
         with pytest.raises(KeyboardInterrupt):
-            train(c, run, torch.device("cpu"), progress=False)
+            train(c, run, torch.device(device), progress=False)
     finally:
         train_module._save = real_save
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_runs_resume_on_cuda_and_across_devices(recording, tmp_path):
+    # the checkpoint holds the CPU batch generator's state: loading it onto the GPU once broke every CUDA resume
+    c = cfg(recording, alpha=1.0, steps=40, lr_schedule="cosine", lr=1e-3, lr_warmup=0.0, eval_every=10)
+    straight = train(c, tmp_path / "straight", torch.device("cuda"), progress=False)
+    for first, then in (("cuda", "cuda"), ("cuda", "cpu"), ("cpu", "cuda")):
+        run = tmp_path / f"{first}-then-{then}"
+        _train_until(c, run, stop_at=20, device=first)
+        resumed = train(c, run, torch.device(then), resume=True, progress=False)
+        assert resumed["step"] == 40
+        assert resumed["test_kl"] == pytest.approx(straight["test_kl"], rel=1e-2)  # TF32 and float noise across devices
 
 
 @pytest.mark.parametrize("kw,message", [

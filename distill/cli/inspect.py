@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from distill.dataset_file import open_recording, summary
-from distill.device import resolve_device
+from distill.device import exact_float32, resolve_device
 from distill.errors import UserError, cli_entry
 
 
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     info = summary(args.file)
     if args.verify:
+        exact_float32()  # compare with the teacher at full float32, as it was recorded
         info.update(verify(args.file, args.teacher, args.samples, args.seed, resolve_device(args.device)))
     if args.json:
         print(json.dumps(info, indent=2))

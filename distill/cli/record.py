@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.device import resolve_device
+from distill.device import exact_float32, resolve_device
 from distill.errors import UserError, cli_entry
 from distill.recording import BEHAVIOURS, GRAD_DTYPES, RecordConfig, default_recording_path, record
 
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and args.out is None:
         raise UserError("--resume needs --out FILE (the recording to continue)")
     device = resolve_device(args.device)
+    exact_float32()  # a GPU recording reproduces a CPU one with the same seed
     teacher = load_teacher(args.teacher if args.teacher is not None else game, game=game,
                            temperature=args.temperature, device=device)
     out = args.out or default_recording_path(game)
