@@ -1,0 +1,100 @@
+"""Held-out metrics per episode, the validation/test division, and choosing alpha on validation episodes only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from distill.data import recording_episodes, split_by_episodes
+from distill.errors import UserError
+from distill.heldout import divide_heldout, episode_sums, per_state_metrics
+from distill.train import evaluate_states, load_student, train
+
+from test_train import _script_module, cfg, recording  # noqa: F401  (recording is a fixture)
+
+
+def test_per_state_metrics_average_to_the_reported_test_metrics(recording, tmp_path):  # noqa: F811
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
+    student, info = load_student(run)
+    episode_of_state, _ = recording_episodes(recording)
+    rows = split_by_episodes(episode_of_state, 0.5, 0).test_rows
+    errors, kls = per_state_metrics(student, recording, rows, torch.device("cpu"), block=7)
+    reported = evaluate_states(student, recording, rows, torch.device("cpu"))
+    assert errors.mean() == pytest.approx(reported["test_action_error"])
+    assert kls.mean() == pytest.approx(reported["test_kl"], rel=1e-5)
+    assert (kls >= -1e-6).all() and set(np.unique(errors)) <= {0.0, 1.0}
+    sums = episode_sums(student, recording, rows, episode_of_state, torch.device("cpu"))
+    assert sums.states.sum() == len(rows)
+    whole = sums.metrics(sums.episodes)
+    assert whole["test_kl"] == pytest.approx(reported["test_kl"], rel=1e-5)
+    one = sums.episodes[:1]  # one episode's metrics are the mean over its own states
+    mask = episode_of_state[rows] == one[0]
+    assert sums.metrics(one)["test_action_error"] == pytest.approx(errors[mask].mean())
+    assert sums.metrics(one)["test_kl"] == pytest.approx(kls[mask].mean())
+
+
+def test_divide_heldout_keeps_whole_episodes_and_the_share():
+    episodes = np.arange(10, 30)
+    states = np.full(20, 50)
+    val, test = divide_heldout(episodes, states, 0.5, seed=3)
+    assert len(np.intersect1d(val, test)) == 0
+    assert sorted(np.concatenate([val, test]).tolist()) == episodes.tolist()
+    assert len(val) == 10  # equal episodes: half of the states is half of the episodes
+    again, _ = divide_heldout(episodes, states, 0.5, seed=3)
+    other, _ = divide_heldout(episodes, states, 0.5, seed=4)
+    assert again.tolist() == val.tolist() and other.tolist() != val.tolist()
+    val, test = divide_heldout(np.array([1, 2]), np.array([900, 5]), 0.9, seed=0)
+    assert len(val) == 1 and len(test) == 1  # never every episode in validation
+    for share in (0.0, 1.0):
+        with pytest.raises(UserError, match="strictly between 0 and 1"):
+            divide_heldout(episodes, states, share)
+    with pytest.raises(UserError, match="single held-out episode"):
+        divide_heldout(np.array([4]), np.array([100]), 0.5)
+
+
+def test_select_alpha_chooses_on_validation_and_reports_on_test(recording, tmp_path, capsys):  # noqa: F811
+    grid = tmp_path / "grid"
+    for alpha in (0.0, 0.3, 1.0):
+        for seed in (0, 1):
+            train(cfg(recording, alpha=alpha, seed=seed, steps=12, fraction=0.3), grid / "runs" / f"a{alpha:g}-s{seed}",
+                  torch.device("cpu"), progress=False)
+    module = _script_module("select_alpha")
+    out = tmp_path / "out"
+    assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out)]) == 0
+    result = json.loads((out / "select_alpha.json").read_text())
+    (row,) = result["fractions"]
+    assert row["fraction"] == 0.3 and row["seeds"] == [0, 1] and row["alphas"] == [0.0, 0.3, 1.0]
+    val_kl = {a: row["per_alpha"][a]["val_kl"][0] for a in ("0.3", "1")}
+    assert row["chosen_alpha"] == float(min(val_kl, key=val_kl.get))  # chosen on validation, never on test
+    episode_of_state, _ = recording_episodes(recording)
+    heldout = split_by_episodes(episode_of_state, 0.3, 0).test_episodes
+    assert len(np.intersect1d(row["val_episodes"], row["test_episodes"])) == 0
+    assert sorted(row["val_episodes"] + row["test_episodes"]) == heldout.tolist()
+    # the test figures are the runs' metrics on the test episodes alone
+    student, _ = load_student(grid / "runs" / "a0-s1")
+    test_rows = np.flatnonzero(np.isin(episode_of_state, row["test_episodes"]))
+    direct = evaluate_states(student, recording, test_rows, torch.device("cpu"))
+    assert row["per_alpha"]["0"]["per_seed_test"][1][1] == pytest.approx(direct["test_kl"], rel=1e-5)
+    assert "(chosen)" in (out / "select_alpha.md").read_text()
+    cached = sorted(p.name for p in (out / "cache").iterdir())
+    assert len(cached) == 6
+    assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out), "--val-seed", "1"]) == 0
+    assert sorted(p.name for p in (out / "cache").iterdir()) == cached  # another division evaluates nothing again
+
+
+def test_select_alpha_refuses_bad_input_in_one_line(recording, tmp_path, capsys):  # noqa: F811
+    module = _script_module("select_alpha")
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--dataset", str(recording), "--runs", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --runs") and "does not exist" in err and "\n" not in err
+    run = tmp_path / "grid" / "runs" / "a0-s0"
+    train(cfg(recording, alpha=0.0, steps=4), run, torch.device("cpu"), progress=False)
+    with pytest.raises(SystemExit):  # alpha 0 alone: nothing to choose
+        module.main(["--dataset", str(recording), "--runs", str(tmp_path / "grid"), "--out", str(tmp_path / "o")])
+    assert "no fraction has KL-only and Sobolev runs" in capsys.readouterr().err
