@@ -10,7 +10,7 @@ test part only.
     python scripts/select_alpha.py --dataset data/recordings/breakout-100k-t5.75M-s0.h5 \\
         --runs data/figure4/breakout-t5.75M-cos8k-warmup --out data/select-alpha
 
-``--runs`` takes grid folders (their runs/ are read) or run folders; runs need config.json, metrics.json and
+``--runs`` takes grid folders (their runs/ are read), folders of run folders, or run folders; runs need config.json, metrics.json and
 latest.pt. Per-episode sums are cached in OUT/cache/, so a second call with another --val-seed evaluates nothing.
 Writes OUT/select_alpha.md and OUT/select_alpha.json.
 """
@@ -36,13 +36,14 @@ from distill.train import load_student  # noqa: E402
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Run folders under each path (a grid's runs/ or the run itself) that hold a finished run with a checkpoint."""
+    """Run folders under each path (a grid's runs/, a folder of runs, or the run itself) that hold a finished run
+    with a checkpoint."""
     runs = []
     for path in paths:
         if not path.exists():
             raise UserError(f"--runs {path} does not exist; pass a figure-4 grid folder or a distill-train run folder")
-        candidates = [path] if (path / "config.json").exists() else sorted(p for p in (path / "runs").glob("*")
-                                                                           if p.is_dir())
+        folder = path / "runs" if (path / "runs").is_dir() else path  # a grid, or any folder of run folders
+        candidates = [path] if (path / "config.json").exists() else sorted(p for p in folder.glob("*") if p.is_dir())
         for run in candidates:
             if all((run / name).exists() for name in ("config.json", "metrics.json", "latest.pt")):
                 runs.append(run)

@@ -84,6 +84,11 @@ def test_select_alpha_chooses_on_validation_and_reports_on_test(recording, tmp_p
     assert len(cached) == 6
     assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out), "--val-seed", "1"]) == 0
     assert sorted(p.name for p in (out / "cache").iterdir()) == cached  # another division evaluates nothing again
+    # a folder of run folders (no runs/ level) or the run folders themselves are read the same way
+    runs = sorted(str(p) for p in (grid / "runs").iterdir())
+    for given in ([str(grid / "runs")], runs):
+        assert module.main(["--dataset", str(recording), "--runs", *given, "--out", str(out)]) == 0
+        assert json.loads((out / "select_alpha.json").read_text())["fractions"][0]["chosen_alpha"] == row["chosen_alpha"]
 
 
 def test_select_alpha_refuses_bad_input_in_one_line(recording, tmp_path, capsys):  # noqa: F811
