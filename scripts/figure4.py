@@ -243,10 +243,13 @@ def main(argv=None) -> int:
         results[key] = {"final": final, "curve": read_curve(run)}
     fractions = sorted(args.fractions)
     plot(results, fractions, args.alphas, args.out, game)
+    # the devices the runs were trained on (each config.json names its last invocation's), not this invocation's
+    trained_on = sorted({json.loads((run_dir(args.out, *key) / "config.json").read_text()).get("device", "unknown")
+                         for key in grid})
     lines = [f"Figure 4 reproduction on `{args.dataset}` ({game}): final held-out metrics, mean ± std over "
              f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr} ({args.lr_schedule}, "
              f"warm-up {args.lr_warmup:g} of the steps), student {args.student}, "
-             f"distance {args.distance}, device {device}.", "",
+             f"distance {args.distance}, trained on {', '.join(trained_on)}.", "",
              "| fraction | alpha | test action error | test KL (nats) | train KL (last interval) | gap: test - train KL |",
              "|---|---|---|---|---|---|"]
     summary = []

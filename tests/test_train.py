@@ -293,6 +293,7 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
     assert module.main(args) == 0
     table = (tmp_path / "table.md").read_text()
     assert "| 0.5 | 0 |" in table and "| 0.5 | 1 |" in table
+    assert "trained on cpu." in table  # the runs' own device, from their config.json
     summary = json.loads((tmp_path / "results.json").read_text())
     for row in summary:  # the generalisation gap is the test KL minus the last logged training KL
         run = tmp_path / "runs" / f"f0.5-a{row['alpha']:g}-s0"
