@@ -93,6 +93,16 @@ def _read_rows(dataset, rows: np.ndarray, block: int = 4096) -> np.ndarray:
     return out
 
 
+def heldout_blocks(path: Path, rows: np.ndarray, device: torch.device, block: int = 1024):
+    """Yield ``(obs_uint8, teacher_logits)`` on ``device`` for sorted ``rows``, ``block`` states at a time: held-out
+    sets are too large to load at once."""
+    with open_recording(path) as f:
+        for start in range(0, len(rows), block):
+            part = rows[start:start + block]
+            obs = torch.from_numpy(_read_rows(f["obs"], part)).to(device)
+            yield obs, torch.from_numpy(f["logits"][part[0]:part[-1] + 1][part - part[0]]).to(device)
+
+
 def recording_episodes(path: Path) -> tuple[np.ndarray, dict]:
     """The per-state episode ids and attributes of a complete recording."""
     with open_recording(path) as f:

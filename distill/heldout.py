@@ -14,8 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from distill.data import _read_rows
-from distill.dataset_file import open_recording
+from distill.data import heldout_blocks
 from distill.errors import UserError
 
 
@@ -26,15 +25,11 @@ def per_state_metrics(student: torch.nn.Module, dataset: Path, rows: np.ndarray,
     nats (the direction of the reported test KL)."""
     student.eval()
     errors, kls = [], []
-    with open_recording(dataset) as f:
-        for start in range(0, len(rows), block):
-            part = rows[start:start + block]
-            obs = torch.from_numpy(_read_rows(f["obs"], part)).to(device)
-            teacher = torch.from_numpy(f["logits"][part[0]:part[-1] + 1][part - part[0]]).to(device)
-            logits = student(obs.float().div_(255))
-            log_p_teacher, log_p_student = F.log_softmax(teacher.float(), 1), F.log_softmax(logits.float(), 1)
-            kls.append((log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(1).cpu().numpy())
-            errors.append((logits.argmax(1) != teacher.argmax(1)).float().cpu().numpy())
+    for obs, teacher in heldout_blocks(dataset, rows, device, block):
+        logits = student(obs.float().div_(255))
+        log_p_teacher, log_p_student = F.log_softmax(teacher.float(), 1), F.log_softmax(logits.float(), 1)
+        kls.append((log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(1).cpu().numpy())
+        errors.append((logits.argmax(1) != teacher.argmax(1)).float().cpu().numpy())
     student.train()
     return np.concatenate(errors).astype(np.float64), np.concatenate(kls).astype(np.float64)
 

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 import distill
-from distill.data import TrainingData, _read_rows, recording_episodes, split_by_episodes
+from distill.data import TrainingData, _read_rows, heldout_blocks, recording_episodes, split_by_episodes
 from distill.dataset_file import open_recording
 from distill.errors import UserError
 from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES, distillation_loss, policy_kl
@@ -118,13 +118,7 @@ def evaluate_states(student: torch.nn.Module, dataset: Path, rows: np.ndarray, d
                     block: int = 1024) -> dict:
     """Held-out metrics read from the file in blocks: action error (argmax disagreement), KL both ways, in nats."""
     student.eval()
-    sums = []
-    with open_recording(dataset) as f:
-        for start in range(0, len(rows), block):
-            part = rows[start:start + block]
-            obs = torch.from_numpy(_read_rows(f["obs"], part)).to(device)
-            teacher = torch.from_numpy(f["logits"][part[0]:part[-1] + 1][part - part[0]]).to(device)
-            sums.append(_metric_sums(student, obs, teacher))
+    sums = [_metric_sums(student, obs, teacher) for obs, teacher in heldout_blocks(dataset, rows, device, block)]
     student.train()
     return _metrics(sums, len(rows))
 
