@@ -259,6 +259,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     metrics_path = run_dir / "metrics.csv"
+    seconds_before = 0.0  # training wall time of earlier invocations, so that `seconds` counts the whole run
     if step == 0 or not metrics_path.exists():
         with metrics_path.open("w", newline="") as handle:
             csv.DictWriter(handle, METRIC_FIELDS).writeheader()
@@ -269,6 +270,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             w = csv.DictWriter(handle, METRIC_FIELDS)
             w.writeheader()
             w.writerows(kept)
+        if kept and kept[-1]["seconds"]:  # checkpoints are written with the rows, so the last kept row is ours
+            seconds_before = float(kept[-1]["seconds"])
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"distil a={cfg.alpha:g} f={cfg.fraction:g}", unit="step",
                disable=not progress, dynamic_ncols=True, mininterval=1.0)
@@ -297,7 +300,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             n = max(running["n"], 1)
             row = {"step": step, "samples": step * cfg.batch_size, "train_loss": float(running["loss"]) / n,
                    "train_kl": float(running["kl"]) / n, "train_sobolev": float(running["sob"]) / n if with_grads else "",
-                   **metrics, "seconds": round(time.time() - start_time, 1)}
+                   **metrics, "seconds": round(seconds_before + time.time() - start_time, 3)}
             running = {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0}
             with metrics_path.open("a", newline="") as handle:
                 csv.DictWriter(handle, METRIC_FIELDS).writerow(row)
@@ -306,7 +309,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             if with_grads:
                 writer.add_scalar("train_sobolev", row["train_sobolev"], step)
             bar.set_postfix(err=f"{metrics['test_action_error']:.3f}", kl=f"{metrics['test_kl']:.4f}",
-                            sps=f"{(step - start_step) * cfg.batch_size / max(row['seconds'], 1e-9):.0f}",  # this session's
+                            sps=f"{(step - start_step) * cfg.batch_size / max(time.time() - start_time, 1e-9):.0f}",  # this invocation's
                             refresh=False)
             if metrics["test_kl"] < best:
                 best = metrics["test_kl"]

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.device import resolve_device  # noqa: E402
 from distill.errors import UserError, cli_entry  # noqa: E402
-from distill.train import LR_SCHEDULES, TrainConfig, settings_differences, train  # noqa: E402
+from distill.cli.train import add_training_arguments, training_config  # noqa: E402
+from distill.train import TrainConfig, settings_differences, train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -45,17 +46,7 @@ def parse_args(argv=None):
                    help="training fractions, trained in the order given (the figure and table sort them)")
     p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 1.0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=TrainConfig.steps)
-    p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
-    p.add_argument("--test-cap", type=int, default=TrainConfig.test_cap)
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule)
-    p.add_argument("--lr-warmup", type=float, default=TrainConfig.lr_warmup,
-                   help="share of --steps with a linear lr warm-up (0 reproduces the grids made before it existed)")
-    p.add_argument("--student", default=TrainConfig.student)
-    p.add_argument("--distance", default=TrainConfig.distance)
-    p.add_argument("--device", default="auto")
+    add_training_arguments(p)  # the same flags, defaults and choices as distill-train
     p.add_argument("--publish", type=Path, metavar="DOCS",
                    help="after drawing, copy the figure, table and every run's curve, final metrics and config here")
     p.add_argument("--reuse-from", type=Path, metavar="DOCS",
@@ -214,10 +205,7 @@ def main(argv=None) -> int:
     pending = []
     for i, (fraction, alpha, seed) in enumerate(grid, 1):
         run = run_dir(args.out, fraction, alpha, seed)
-        cfg = TrainConfig(dataset=str(args.dataset), game=game, alpha=alpha, fraction=fraction, student=args.student,
-                          steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                          lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, distance=args.distance,
-                          eval_every=args.eval_every, test_cap=args.test_cap, seed=seed)
+        cfg = training_config(args, args.dataset, game, alpha, fraction, seed)
         if args.reuse_from is not None and restore(args.reuse_from, run):
             print(f"[{i}/{len(grid)}] restored {run} from {args.reuse_from}", file=sys.stderr)
         final = finished(run, cfg)
@@ -248,8 +236,8 @@ def main(argv=None) -> int:
                          for key in grid})
     lines = [f"Figure 4 reproduction on `{args.dataset}` ({game}): final held-out metrics, mean ± std over "
              f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr} ({args.lr_schedule}, "
-             f"warm-up {args.lr_warmup:g} of the steps), student {args.student}, "
-             f"distance {args.distance}, trained on {', '.join(trained_on)}.", "",
+             f"warm-up {args.lr_warmup:g} of the steps), student {args.student}, distance {args.distance}, "
+             f"KL {args.kl}, split seed {args.split_seed}, trained on {', '.join(trained_on)}.", "",
              "| fraction | alpha | test action error | test KL (nats) | train KL (last interval) | gap: test - train KL |",
              "|---|---|---|---|---|---|"]
     summary = []

@@ -100,8 +100,14 @@ def test_run_files_and_resume_continue_where_they_stopped(recording, tmp_path):
         train(_constant_cfg(recording, alpha=2.0, steps=40), run, torch.device("cpu"), resume=True, progress=False)
     final = train(_constant_cfg(recording, alpha=1.0, steps=40), run, torch.device("cpu"), resume=True, progress=False)
     assert final["step"] == 40
-    rows = (run / "metrics.csv").read_text().strip().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == [10, 20, 30, 40]
+    import csv
+
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
+    # `seconds` is the run's training time: the resumed invocation continues from the first one's, not from 0
+    seconds = [float(r["seconds"]) for r in rows]
+    assert seconds == sorted(seconds) and seconds[2] >= seconds[1] > 0
     # resuming equals training straight through
     straight = train(_constant_cfg(recording, alpha=1.0, steps=40), tmp_path / "straight", torch.device("cpu"), progress=False)
     assert straight["test_kl"] == pytest.approx(final["test_kl"], rel=1e-5)
@@ -309,7 +315,8 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
     assert module.main(args) == 0
     assert capsys.readouterr().err.count("reuse") == 2
     # finished runs made with other settings are refused, not silently reused in the table
-    for other in (["--lr-schedule", "constant"], ["--lr", "0.01"], ["--lr-warmup", "0"]):
+    for other in (["--lr-schedule", "constant"], ["--lr", "0.01"], ["--lr-warmup", "0"], ["--kl", "student-teacher"],
+                  ["--split-seed", "1"]):
         with pytest.raises(SystemExit) as exc:
             module.main(args + other)
         err = capsys.readouterr().err.strip()

@@ -14,6 +14,41 @@ from distill.students import STUDENTS
 from distill.train import LR_SCHEDULES, TrainConfig, find_latest_recording, train
 
 
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that say how each student is trained; shared with scripts/figure4.py so that a grid can set
+    everything a single run can, with the same defaults, choices and help."""
+    d = TrainConfig(dataset="", game="Breakout")
+    p.add_argument("--student", choices=tuple(STUDENTS), default=d.student, help="student network (default paper)")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"states per step (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
+                   help="constant, or cosine decay from --lr to 0 at --steps (default %(default)s)")
+    p.add_argument("--lr-warmup", type=float, default=d.lr_warmup,
+                   help="share of --steps over which the rate rises linearly from 0 to --lr; 0 = none, as in the "
+                        "grids made before it existed (default %(default)s)")
+    p.add_argument("--kl", choices=KL_DIRECTIONS, default=d.kl,
+                   help="KL direction of the value term (default teacher-student: KL(pi* || pi))")
+    p.add_argument("--distance", choices=SOBOLEV_DISTANCES, default=d.distance,
+                   help="distance between gradient projections g, g* (default cosine: 1 - cos(g, g*); relative: "
+                        "||g-g*||^2 / ||g*||^2; see docs/figure4.md)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
+    p.add_argument("--test-cap", type=int, default=d.test_cap,
+                   help="held-out states used at each periodic evaluation (the final one uses all)")
+    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the episode shuffle for the split")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+
+
+def training_config(args: argparse.Namespace, dataset: str | Path, game: str, alpha: float, fraction: float,
+                    seed: int, teacher: str | None = None) -> TrainConfig:
+    """One run's settings: its own alpha, fraction and seed, and the flags of ``add_training_arguments``."""
+    return TrainConfig(dataset=str(dataset), game=game, alpha=alpha, fraction=fraction, seed=seed,
+                       student=args.student, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                       lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, kl=args.kl, distance=args.distance,
+                       eval_every=args.eval_every, test_cap=args.test_cap, split_seed=args.split_seed,
+                       teacher=teacher)
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig(dataset="", game="Breakout")
     p = argparse.ArgumentParser(
@@ -28,32 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=d.alpha, help="weight of the Sobolev term; 0 = plain KL (default 1)")
     p.add_argument("--fraction", type=float, default=d.fraction,
                    help="share of the states (whole episodes) used for training, in (0,1) (default 0.1)")
-    p.add_argument("--student", choices=tuple(STUDENTS), default=d.student, help="student network (default paper)")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"states per step (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
-    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
-                   help="constant, or cosine decay from --lr to 0 at --steps (default %(default)s)")
-    p.add_argument("--lr-warmup", type=float, default=d.lr_warmup,
-                   help="share of --steps over which the rate rises linearly from 0 to --lr; 0 = none "
-                        "(default %(default)s)")
-    p.add_argument("--kl", choices=KL_DIRECTIONS, default=d.kl,
-                   help="KL direction of the value term (default teacher-student: KL(pi* || pi))")
-    p.add_argument("--distance", choices=SOBOLEV_DISTANCES, default=d.distance,
-                   help="distance between gradient projections g, g* (default cosine: 1 - cos(g, g*); relative: "
-                        "||g-g*||^2 / ||g*||^2; see docs/figure4.md)")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
-    p.add_argument("--test-cap", type=int, default=d.test_cap,
-                   help="held-out states used at each periodic evaluation (the final one uses all)")
+    p.add_argument("--seed", type=int, default=d.seed, help="initialisation and batch seed")
+    add_training_arguments(p)
     p.add_argument("--out", type=Path, default=None,
                    help="run directory (default data/runs/<game>-<student>-a<alpha>-f<fraction>-s<seed>)")
-    p.add_argument("--seed", type=int, default=d.seed, help="initialisation and batch seed")
-    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the episode shuffle for the split")
     p.add_argument("--teacher", default=None,
                    help="the recording's teacher (.zip or game name): draw fresh random directions every step from "
                         "it instead of using the recorded ones (the paper's estimator; slower). Loading a .zip "
                         "unpickles code: only name files you trust")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--force", action="store_true", help="delete an existing run directory and start over")
     return p
@@ -66,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     game = canonical_game(args.game)
     dataset = args.dataset or find_latest_recording(game)
-    cfg = TrainConfig(dataset=str(dataset), game=game, alpha=args.alpha, fraction=args.fraction, student=args.student,
-                      steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                      lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, kl=args.kl, distance=args.distance,
-                      eval_every=args.eval_every, test_cap=args.test_cap, seed=args.seed, split_seed=args.split_seed,
-                      teacher=args.teacher)
+    cfg = training_config(args, dataset, game, args.alpha, args.fraction, args.seed, teacher=args.teacher)
     cfg.validate()
     out = args.out or Path("data/runs") / f"{game.lower()}-{args.student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
     device = resolve_device(args.device)
