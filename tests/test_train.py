@@ -263,11 +263,20 @@ def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_mo
     train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
     out = tmp_path / "eval.json"
     gif = tmp_path / "game.gif"
-    assert main(["--student", str(run), "--teacher", str(sb3_models["a2c_breakout"]), "--episodes", "1",
-                 "--envs", "1", "--mode", "greedy", "--json", str(out), "--video", str(gif)]) == 0
+    assert main(["--student", str(run), "--teacher", str(sb3_models["a2c_breakout"]), "--episodes", "2",
+                 "--envs", "2", "--mode", "sample", "--json", str(out), "--video", str(gif)]) == 0
     report = json.loads(out.read_text())
-    assert report["policy"] == "student" and report["episodes"] == 1
-    assert report["teacher"]["episodes"] == 1 and "student_over_teacher" in report
+    assert report["policy"] == "student" and report["episodes"] == 2
+    assert report["teacher"]["episodes"] == 2
+    student_mean, teacher_mean = report["mean_return"], report["teacher"]["mean_return"]
+    if teacher_mean > 0:  # the tiny teacher can score nothing in two games; then there is no ratio to report
+        ratio = report["student_over_teacher_by_mode"]["sample"]
+        assert ratio["ratio"] == pytest.approx(student_mean / teacher_mean)
+        assert ratio["denominator_games"] == 2
+        if ratio["low"] is not None:  # None when a resampled teacher mean can be 0 (a game scored nothing)
+            assert ratio["low"] <= ratio["ratio"] <= ratio["high"]
+    else:
+        assert report["student_over_teacher_by_mode"] == {}
     assert 0 <= report["held_out"]["test_action_error"] <= 1
     # the default checkpoint is the final one, so its held-out numbers are the run's own metrics.json
     final = json.loads((run / "metrics.json").read_text())

@@ -58,6 +58,20 @@ def _play_all(name: str, policy, game: str, args, device) -> dict:
             "episodes": primary["episodes"], "mode": primary["mode"], "modes": summaries}
 
 
+def _ratios(student_modes: dict, teacher_modes: dict) -> dict:
+    """Student-over-teacher score per mode with its bootstrap interval: 30 games each leave a wide one."""
+    from distill.scores import ratio_interval
+
+    ratios = {}
+    for mode, summary in student_modes.items():
+        if teacher_modes[mode]["mean_return"] <= 0 or summary["episodes"] < 2:
+            continue
+        ratio = ratio_interval(summary["returns"], teacher_modes[mode]["returns"])
+        ratios[mode] = ratio.as_dict()
+        print(f"student / teacher, {mode}: {ratio}")
+    return ratios
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     from teachers.load import load_teacher
@@ -109,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                                  **_play_all("teacher", teacher, game, args, device)}
             report["student_over_teacher"] = report["mean_return"] / report["teacher"]["mean_return"] \
                 if report["teacher"]["mean_return"] else None
+            report["student_over_teacher_by_mode"] = _ratios(report["modes"], report["teacher"]["modes"])
         policy = student
     else:
         if args.teacher is None and game is None:

@@ -1,0 +1,122 @@
+"""How sure a score ratio is: student-over-teacher game scores with a bootstrap confidence interval.
+
+Atari game scores vary a lot from game to game (the Breakout teacher's sampled scores have a standard
+deviation of about half their mean), so "the student scores 74% of the teacher" over 30 games each
+can be anything from about 60% to 90%. A ratio without its interval invites reading noise as signal;
+these helpers put the interval next to every ratio the toolkit prints.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from distill.errors import UserError
+
+
+@dataclass(frozen=True)
+class RatioInterval:
+    """``ratio`` = mean(numerator) / mean(denominator), with a two-sided bootstrap interval at ``level``."""
+
+    ratio: float
+    low: float
+    high: float
+    level: float
+    numerator_games: int
+    denominator_games: int
+
+    @property
+    def defined(self) -> bool:
+        """False when resampled reference means reach zero or below, so the ratio's spread has no bound."""
+        return bool(np.isfinite(self.low) and np.isfinite(self.high))
+
+    def as_dict(self) -> dict:
+        return {"ratio": self.ratio, "low": self.low if self.defined else None,
+                "high": self.high if self.defined else None, "level": self.level,
+                "numerator_games": self.numerator_games, "denominator_games": self.denominator_games}
+
+    def __str__(self) -> str:
+        games = f"{self.numerator_games} against {self.denominator_games} games"
+        if not self.defined:
+            return f"{100 * self.ratio:.0f}% (no CI: resampled reference games can average 0 or less; {games})"
+        return f"{100 * self.ratio:.0f}% ({100 * self.level:.0f}% CI {100 * self.low:.0f}-{100 * self.high:.0f}%, {games})"
+
+
+def _ratio_of_means(numerator: np.ndarray, denominator: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(numerator, axis=axis) / np.mean(denominator, axis=axis)
+
+
+def _bootstrap(num: np.ndarray, den: np.ndarray, level: float, resamples: int, seed: int,
+               method: str) -> tuple[float, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)  # BCa's acceleration on tiny samples; NaN is handled below
+        res = stats.bootstrap((num, den), _ratio_of_means, paired=False, vectorized=True, n_resamples=resamples,
+                              confidence_level=level, method=method, rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def ratio_interval(numerator: Sequence[float], denominator: Sequence[float], level: float = 0.95,
+                   resamples: int = 9999, seed: int = 0) -> RatioInterval:
+    """Ratio of mean scores with a BCa bootstrap interval.
+
+    The two lists are independent samples of games (different policies play different games), so each
+    is resampled on its own (``paired=False``). A fixed ``seed`` makes the printed interval reproducible.
+    """
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    if num.size < 2 or den.size < 2:
+        raise UserError(f"a score ratio needs at least 2 games on each side, got {num.size} and {den.size}")
+    if not 0 < level < 1:
+        raise UserError(f"the confidence level must be in (0, 1), got {level}")
+    if den.mean() <= 0:
+        raise UserError(f"the reference policy's mean score is {den.mean():g}; a ratio to it means nothing")
+    ratio = float(num.mean() / den.mean())
+    if np.ptp(num) == 0 and np.ptp(den) == 0:  # every game scored the same: nothing to resample
+        return RatioInterval(ratio, ratio, ratio, level, num.size, den.size)
+    low, high = _bootstrap(num, den, level, resamples, seed, "BCa")
+    if not (np.isfinite(low) and np.isfinite(high)):  # BCa needs a non-degenerate jackknife (fails on a few games)
+        low, high = _bootstrap(num, den, level, resamples, seed, "percentile")
+    if not (np.isfinite(low) and np.isfinite(high)):
+        low = high = float("nan")  # some resampled reference means are <= 0: no finite interval exists
+    return RatioInterval(ratio, low, high, level, num.size, den.size)
+
+
+def returns_by_mode(path: Path, policy: str = "auto") -> dict[str, list[float]]:
+    """Per-game scores, by action-selection mode, from any JSON the toolkit writes about game play.
+
+    Understands ``distill-eval --json`` files (the evaluated policy, or with ``policy="teacher"`` the
+    teacher played alongside a student) and teacher cards (``teachers/cards/*.json``).
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; write one with `distill-eval ... --json {path}`") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not a readable JSON file ({exc})") from None
+    if policy == "teacher" and isinstance(data.get("teacher"), dict):
+        data = data["teacher"]
+    modes = data.get("modes") or data.get("evaluation")
+    if not isinstance(modes, dict) or not all(isinstance(m, dict) and "returns" in m for m in modes.values()):
+        raise UserError(f"{path} holds no per-game scores: expected a distill-eval --json file or a teacher card")
+    return {mode: [float(r) for r in summary["returns"]] for mode, summary in modes.items()}
+
+
+def pooled_returns(paths: Sequence[Path], policy: str = "auto") -> dict[str, list[float]]:
+    """Scores of several files (e.g. one per seed) pooled per mode; only modes that all files have are kept."""
+    pooled: dict[str, list[float]] | None = None
+    for path in paths:
+        found = returns_by_mode(path, policy)
+        if pooled is None:
+            pooled = {mode: list(r) for mode, r in found.items()}
+        else:
+            pooled = {mode: pooled[mode] + found[mode] for mode in pooled if mode in found}
+    if not pooled:
+        raise UserError("no action-selection mode is common to all the files given")
+    return pooled

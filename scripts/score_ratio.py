@@ -1,0 +1,67 @@
+"""Pool game scores over seeds and report student-over-teacher per mode with a bootstrap interval.
+
+    python scripts/score_ratio.py --students docs/figure4-breakout-t5.75M-cos20k-warmup/rollout-f0.1-a1-s*.json \\
+        --teacher teachers/cards/breakout.json
+
+``--students`` and ``--teacher`` take ``distill-eval --json`` files or teacher cards; several files on
+one side are pooled game by game (seeds of a method, or extra evaluations of the teacher). The
+interval treats games as independent draws, which is what a criterion like "at least 80% of the
+teacher's mean score" is about; it does not model seed-to-seed variation separately (the per-file
+ratios are printed so that it can be seen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from distill.errors import cli_entry  # noqa: E402
+from distill.scores import pooled_returns, ratio_interval, returns_by_mode  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--students", type=Path, nargs="+", required=True,
+                   help="distill-eval --json files of the students (pooled)")
+    p.add_argument("--teacher", type=Path, nargs="+", required=True,
+                   help="teacher card(s) or distill-eval --json file(s) of the teacher (pooled); a student's file "
+                        "with the teacher played alongside also works")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return p
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    teacher = pooled_returns(args.teacher, policy="teacher")
+    students = pooled_returns(args.students)
+    report: dict = {"students": [str(p) for p in args.students], "teacher": [str(p) for p in args.teacher],
+                    "modes": {}}
+    for mode in [m for m in students if m in teacher]:
+        pooled = ratio_interval(students[mode], teacher[mode], level=args.level)
+        per_file = {str(p): sum(r) / len(r) / (sum(teacher[mode]) / len(teacher[mode]))
+                    for p in args.students for r in [returns_by_mode(p)[mode]]}
+        report["modes"][mode] = {**pooled.as_dict(),
+                                 "student_mean": sum(students[mode]) / len(students[mode]),
+                                 "teacher_mean": sum(teacher[mode]) / len(teacher[mode]),
+                                 "per_file_ratio": per_file}
+        print(f"{mode:6s}: students {report['modes'][mode]['student_mean']:.1f}, teacher "
+              f"{report['modes'][mode]['teacher_mean']:.1f}: {pooled}")
+        print("        per file: " + ", ".join(f"{Path(p).stem} {100 * r:.0f}%" for p, r in per_file.items()))
+    if not report["modes"]:
+        print("no action-selection mode is common to the students and the teacher", file=sys.stderr)
+        return 2
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Score ratios: the bootstrap interval covers the true ratio at its stated rate, and the files it reads."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distill.errors import UserError
+from distill.scores import pooled_returns, ratio_interval, returns_by_mode
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ratio_is_the_ratio_of_means_and_inside_its_interval():
+    r = ratio_interval([10, 20, 30, 40], [50, 70, 90])
+    assert r.ratio == pytest.approx(25 / 70)
+    assert r.low < r.ratio < r.high
+    assert (r.numerator_games, r.denominator_games, r.level) == (4, 3, 0.95)
+    assert ratio_interval([10, 20, 30, 40], [50, 70, 90]) == r  # a fixed seed: the same interval every time
+
+
+def test_interval_narrows_with_more_games_and_widens_with_the_level():
+    rng = np.random.default_rng(1)
+    few = ratio_interval(rng.gamma(4, 20, 30), rng.gamma(4, 25, 30))
+    many = ratio_interval(rng.gamma(4, 20, 600), rng.gamma(4, 25, 600))
+    assert many.high - many.low < 0.4 * (few.high - few.low)
+    num, den = rng.gamma(4, 20, 30), rng.gamma(4, 25, 30)
+    wide, narrow = ratio_interval(num, den, level=0.99), ratio_interval(num, den, level=0.5)
+    assert wide.low < narrow.low < narrow.high < wide.high
+
+
+def test_interval_covers_the_true_ratio_at_about_its_level():
+    """Skewed scores as in Atari (gamma, sd half the mean): true ratio 0.8; 95% intervals should cover it ~95%."""
+    rng = np.random.default_rng(0)
+    trials, covered = 200, 0
+    for _ in range(trials):
+        r = ratio_interval(rng.gamma(4, 20, 40), rng.gamma(4, 25, 40), resamples=1000, seed=int(rng.integers(1e9)))
+        covered += r.low <= 0.8 <= r.high
+    assert 0.88 <= covered / trials <= 0.99
+
+
+def test_constant_scores_give_a_point_interval_and_bad_input_is_refused():
+    r = ratio_interval([5, 5, 5], [10, 10])
+    assert (r.ratio, r.low, r.high) == (0.5, 0.5, 0.5)
+    undefined = ratio_interval([0, 1], [0, 1])  # a resampled teacher can score nothing: no finite interval
+    assert undefined.ratio == 1 and not undefined.defined
+    assert undefined.as_dict()["low"] is None and "no CI" in str(undefined)
+    assert ratio_interval([1, 2, 3], [4, 5, 6]).defined
+    with pytest.raises(UserError, match="at least 2 games"):
+        ratio_interval([5], [10, 12])
+    with pytest.raises(UserError, match="mean score is"):
+        ratio_interval([5, 6], [-1, 1])
+    with pytest.raises(UserError, match="confidence level"):
+        ratio_interval([5, 6], [7, 8], level=95)
+
+
+def _eval_json(path: Path, student: dict, teacher: dict | None = None) -> Path:
+    def modes(returns_by):
+        return {m: {"mode": m, "episodes": len(r), "mean_return": float(np.mean(r)), "returns": r}
+                for m, r in returns_by.items()}
+
+    report = {"policy": "student", "modes": modes(student)}
+    if teacher is not None:
+        report["teacher"] = {"modes": modes(teacher)}
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_files_are_read_pooled_and_checked(tmp_path):
+    card = returns_by_mode(ROOT / "teachers" / "cards" / "breakout.json")
+    assert set(card) == {"sample", "greedy"} and len(card["sample"]) == 30
+    a = _eval_json(tmp_path / "a.json", {"sample": [1, 2], "greedy": [3, 4]}, teacher={"sample": [10, 20]})
+    b = _eval_json(tmp_path / "b.json", {"sample": [5, 6, 7]})
+    assert returns_by_mode(a, policy="teacher") == {"sample": [10.0, 20.0]}  # the teacher played alongside
+    assert returns_by_mode(a) == {"sample": [1.0, 2.0], "greedy": [3.0, 4.0]}
+    assert pooled_returns([a, b]) == {"sample": [1.0, 2.0, 5.0, 6.0, 7.0]}  # greedy is not in both
+    with pytest.raises(UserError, match="does not exist"):
+        returns_by_mode(tmp_path / "missing.json")
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(UserError, match="not a readable JSON"):
+        returns_by_mode(tmp_path / "junk.json")
+    (tmp_path / "other.json").write_text(json.dumps({"step": 3}))
+    with pytest.raises(UserError, match="no per-game scores"):
+        returns_by_mode(tmp_path / "other.json")
+
+
+def test_score_ratio_script_pools_seeds(tmp_path):
+    s0 = _eval_json(tmp_path / "s0.json", {"sample": [40, 60], "greedy": [80, 100]})
+    s1 = _eval_json(tmp_path / "s1.json", {"sample": [50, 90], "greedy": [90, 130]})
+    out = tmp_path / "ratio.json"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "score_ratio.py"), "--students", str(s0), str(s1),
+                           "--teacher", str(ROOT / "teachers" / "cards" / "breakout.json"), "--json", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    card = returns_by_mode(ROOT / "teachers" / "cards" / "breakout.json")
+    assert report["modes"]["sample"]["ratio"] == pytest.approx(60 / np.mean(card["sample"]))
+    assert report["modes"]["greedy"]["per_file_ratio"][str(s1)] == pytest.approx(110 / np.mean(card["greedy"]))
+    assert "CI" in done.stdout
+    missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "score_ratio.py"), "--students", "nope.json",
+                              "--teacher", str(s0)], capture_output=True, text=True, cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
