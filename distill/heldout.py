@@ -7,6 +7,9 @@ other (test), without training again.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from distill.data import heldout_blocks
+from distill.data import heldout_blocks, split_by_episodes
 from distill.errors import UserError
+from distill.train import load_student
 
 
 @torch.no_grad()
@@ -86,3 +90,39 @@ def divide_heldout(episodes: np.ndarray, states: np.ndarray, val_share: float = 
         total += states[i]
     val = np.sort(episodes[taken])
     return val, np.setdiff1d(episodes, val)
+
+
+def finished_runs(paths: list[Path], flag: str = "--runs") -> list[Path]:
+    """Run folders under each path (a grid's runs/, a folder of runs, or the run itself) that hold a finished run
+    with a checkpoint."""
+    runs = []
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{flag} {path} does not exist; pass a figure-4 grid folder or a distill-train run folder")
+        folder = path / "runs" if (path / "runs").is_dir() else path  # a grid, or any folder of run folders
+        candidates = [path] if (path / "config.json").exists() else sorted(p for p in folder.glob("*") if p.is_dir())
+        for run in candidates:
+            if all((run / name).exists() for name in ("config.json", "metrics.json", "latest.pt")):
+                runs.append(run)
+            else:
+                print(f"skip {run}: not a finished run with latest.pt", file=sys.stderr)
+    if not runs:
+        raise UserError("no finished run with a checkpoint among the folders given; train some with scripts/figure4.py")
+    return runs
+
+
+def cached_episode_sums(run: Path, dataset: Path, episode_of_state: np.ndarray, cache: Path,
+                        device: torch.device) -> EpisodeSums:
+    """Per-episode held-out sums of a run's latest checkpoint, from the cache when the checkpoint is unchanged."""
+    stat = (run / "latest.pt").stat()
+    key = hashlib.sha256(f"{run.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
+    path = cache / f"{run.name}-{key}.json"
+    if path.exists():
+        return EpisodeSums.from_json(json.loads(path.read_text()))
+    student, info = load_student(run, device=device)
+    cfg = info["config"]
+    split = split_by_episodes(episode_of_state, cfg["fraction"], cfg["split_seed"])
+    sums = episode_sums(student, dataset, split.test_rows, episode_of_state, device)
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sums.to_json()))
+    return sums

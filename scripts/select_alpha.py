@@ -18,7 +18,6 @@ Writes OUT/select_alpha.md and OUT/select_alpha.json.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -30,43 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill.data import recording_episodes, split_by_episodes  # noqa: E402
 from distill.device import resolve_device  # noqa: E402
 from distill.errors import UserError, cli_entry  # noqa: E402
-from distill.heldout import EpisodeSums, divide_heldout, episode_sums  # noqa: E402
-from distill.train import load_student  # noqa: E402
-
-
-def find_runs(paths: list[Path]) -> list[Path]:
-    """Run folders under each path (a grid's runs/, a folder of runs, or the run itself) that hold a finished run
-    with a checkpoint."""
-    runs = []
-    for path in paths:
-        if not path.exists():
-            raise UserError(f"--runs {path} does not exist; pass a figure-4 grid folder or a distill-train run folder")
-        folder = path / "runs" if (path / "runs").is_dir() else path  # a grid, or any folder of run folders
-        candidates = [path] if (path / "config.json").exists() else sorted(p for p in folder.glob("*") if p.is_dir())
-        for run in candidates:
-            if all((run / name).exists() for name in ("config.json", "metrics.json", "latest.pt")):
-                runs.append(run)
-            else:
-                print(f"skip {run}: not a finished run with latest.pt", file=sys.stderr)
-    if not runs:
-        raise UserError("no finished run with a checkpoint under --runs; train some with scripts/figure4.py")
-    return runs
-
-
-def cached_sums(run: Path, dataset: Path, episode_of_state: np.ndarray, cache: Path, device) -> EpisodeSums:
-    """Per-episode held-out sums of a run's latest checkpoint, from the cache when the checkpoint is unchanged."""
-    stat = (run / "latest.pt").stat()
-    key = hashlib.sha256(f"{run.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
-    path = cache / f"{run.name}-{key}.json"
-    if path.exists():
-        return EpisodeSums.from_json(json.loads(path.read_text()))
-    student, info = load_student(run, device=device)
-    cfg = info["config"]
-    split = split_by_episodes(episode_of_state, cfg["fraction"], cfg["split_seed"])
-    sums = episode_sums(student, dataset, split.test_rows, episode_of_state, device)
-    cache.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sums.to_json()))
-    return sums
+from distill.heldout import cached_episode_sums, divide_heldout, finished_runs  # noqa: E402
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -87,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--dataset {args.dataset} does not exist; pass the recording the runs were trained on")
     device = resolve_device(args.device)
     episode_of_state, _ = recording_episodes(args.dataset)
-    runs = find_runs(args.runs)
+    runs = finished_runs(args.runs)
 
     by_key: dict[tuple[float, float, int], Path] = {}
     for run in runs:
@@ -118,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         for alpha in alphas:
             val, test = [], []
             for seed in seeds:
-                sums = cached_sums(by_key[(fraction, alpha, seed)], args.dataset, episode_of_state,
+                sums = cached_episode_sums(by_key[(fraction, alpha, seed)], args.dataset, episode_of_state,
                                    args.out / "cache", device)
                 val.append(sums.metrics(val_eps))
                 test.append(sums.metrics(test_eps))

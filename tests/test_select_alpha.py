@@ -103,3 +103,40 @@ def test_select_alpha_refuses_bad_input_in_one_line(recording, tmp_path, capsys)
     with pytest.raises(SystemExit):  # alpha 0 alone: nothing to choose
         module.main(["--dataset", str(recording), "--runs", str(tmp_path / "grid"), "--out", str(tmp_path / "o")])
     assert "no fraction has KL-only and Sobolev runs" in capsys.readouterr().err
+
+
+def test_compare_by_episode_pairs_seeds_and_counts_episodes(recording, tmp_path, capsys):  # noqa: F811
+    runs = {}
+    for alpha in (0.0, 1.0):
+        for seed in (0, 1):
+            runs[alpha, seed] = tmp_path / f"a{alpha:g}-s{seed}"
+            train(cfg(recording, alpha=alpha, seed=seed, steps=8, fraction=0.3), runs[alpha, seed],
+                  torch.device("cpu"), progress=False)
+    module = _script_module("compare_by_episode")
+    out = tmp_path / "out"
+    episode_of_state, _ = recording_episodes(recording)
+    heldout = split_by_episodes(episode_of_state, 0.3, 0).test_episodes
+    left_out = int(heldout[0])
+    assert module.main(["--dataset", str(recording), "--a", str(runs[0.0, 0]), str(runs[0.0, 1]),
+                        "--b", str(runs[1.0, 1]), str(runs[1.0, 0]),  # any order: paired by seed
+                        "--exclude-episodes", str(left_out), "--out", str(out)]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert [p["seed"] for p in report["pairs"]] == [0, 1]
+    pair = report["pairs"][1]
+    assert pair["run_a"].endswith("a0-s1") and pair["run_b"].endswith("a1-s1") and pair["episodes"] == len(heldout)
+    sums = {m: episode_sums(load_student(runs[m, 1])[0], recording, split_by_episodes(episode_of_state, 0.3, 0).test_rows,
+                            episode_of_state, torch.device("cpu")) for m in (0.0, 1.0)}
+    kl = {m: s.kl / s.states for m, s in sums.items()}
+    assert pair["b_lower_kl"] == int((kl[1.0] < kl[0.0]).sum())
+    assert pair["b"]["test_kl"] == pytest.approx(sums[1.0].metrics(sums[1.0].episodes)["test_kl"], rel=1e-6)
+    kept = heldout[heldout != left_out]
+    assert pair["excluded"] == [left_out]
+    assert pair["a_without_excluded"]["test_kl"] == pytest.approx(sums[0.0].metrics(kept)["test_kl"], rel=1e-6)
+    # runs of another split hold out other episodes: refused, in one line
+    other = tmp_path / "other-split"
+    train(cfg(recording, alpha=1.0, seed=0, steps=4, fraction=0.6), other, torch.device("cpu"), progress=False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--dataset", str(recording), "--a", str(runs[0.0, 0]), "--b", str(other), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "different episodes" in err and "\n" not in err
