@@ -109,14 +109,12 @@ def returns_by_mode(path: Path, policy: str = "auto") -> dict[str, list[float]]:
 
 
 def pooled_returns(paths: Sequence[Path], policy: str = "auto") -> dict[str, list[float]]:
-    """Scores of several files (e.g. one per seed) pooled per mode; only modes that all files have are kept."""
-    pooled: dict[str, list[float]] | None = None
+    """Scores of several files (e.g. one per seed, or a teacher's sampled and greedy evaluations) pooled per mode;
+    a mode holds the games of every file that has it."""
+    pooled: dict[str, list[float]] = {}
     for path in paths:
-        found = returns_by_mode(path, policy)
-        if pooled is None:
-            pooled = {mode: list(r) for mode, r in found.items()}
-        else:
-            pooled = {mode: pooled[mode] + found[mode] for mode in pooled if mode in found}
+        for mode, returns in returns_by_mode(path, policy).items():
+            pooled.setdefault(mode, []).extend(returns)
     if not pooled:
-        raise UserError("no action-selection mode is common to all the files given")
+        raise UserError("the files given hold no games")
     return pooled

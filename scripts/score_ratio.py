@@ -4,7 +4,8 @@
         --teacher teachers/cards/breakout.json
 
 ``--students`` and ``--teacher`` take ``distill-eval --json`` files or teacher cards; several files on
-one side are pooled game by game (seeds of a method, or extra evaluations of the teacher). The
+one side are pooled game by game, per mode (seeds of a method, or extra evaluations of the teacher; a file
+adds its games to the modes it has). The
 interval treats games as independent draws, which is what a criterion like "at least 80% of the
 teacher's mean score" is about; it does not model seed-to-seed variation separately (the per-file
 ratios are printed so that it can be seen).
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     for mode in [m for m in students if m in teacher]:
         pooled = ratio_interval(students[mode], teacher[mode], level=args.level)
         per_file = {str(p): sum(r) / len(r) / (sum(teacher[mode]) / len(teacher[mode]))
-                    for p in args.students for r in [returns_by_mode(p)[mode]]}
+                    for p in args.students for r in [returns_by_mode(p).get(mode)] if r}
         report["modes"][mode] = {**pooled.as_dict(),
                                  "student_mean": sum(students[mode]) / len(students[mode]),
                                  "teacher_mean": sum(teacher[mode]) / len(teacher[mode]),

@@ -76,7 +76,7 @@ def test_files_are_read_pooled_and_checked(tmp_path):
     b = _eval_json(tmp_path / "b.json", {"sample": [5, 6, 7]})
     assert returns_by_mode(a, policy="teacher") == {"sample": [10.0, 20.0]}  # the teacher played alongside
     assert returns_by_mode(a) == {"sample": [1.0, 2.0], "greedy": [3.0, 4.0]}
-    assert pooled_returns([a, b]) == {"sample": [1.0, 2.0, 5.0, 6.0, 7.0]}  # greedy is not in both
+    assert pooled_returns([a, b]) == {"sample": [1.0, 2.0, 5.0, 6.0, 7.0], "greedy": [3.0, 4.0]}
     with pytest.raises(UserError, match="does not exist"):
         returns_by_mode(tmp_path / "missing.json")
     (tmp_path / "junk.json").write_text("{not json")
