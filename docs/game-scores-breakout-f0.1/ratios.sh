@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Student-over-teacher game scores with 95% bootstrap intervals, each method's seeds pooled (session 13).
+# Students: 60 games on seeds 1000-1005 (this folder) plus, where they are the same trained students, the 30 games
+# on seeds 0-5 published with their grid. The 8000-step alpha-0 and alpha-1 students with checkpoints are a rerun
+# of the published grid's (data/figure4/breakout-t5.75M-cos8k-warmup-ckpt), so only their 60-game files count here.
+# Teacher: its card's 30 games plus 120 per mode on seeds 1000-1005 (this folder).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=docs/game-scores-breakout-f0.1
+teacher="teachers/cards/breakout.json $here/teacher-sample-120-s1000.json $here/teacher-greedy-120-s1000.json"
+g20=docs/figure4-breakout-t5.75M-cos20k-warmup
+g8=docs/figure4-breakout-t5.75M-cos8k-warmup  # its rerun-f0.05-f0.1/ holds the alpha-0.3 students' games
+for a in 1 0; do
+    echo "== 20,000 steps, alpha $a"
+    python scripts/score_ratio.py --students $g20/rollout-f0.1-a$a-s*.json $here/student20k-f0.1-a$a-s*.json \
+        --teacher $teacher --json $here/ratio-20k-a$a.json
+    echo "== 8000 steps, alpha $a"
+    python scripts/score_ratio.py --students $here/student8k-f0.1-a$a-s*.json \
+        --teacher $teacher --json $here/ratio-8k-a$a.json
+done
+echo "== 8000 steps, alpha 0.3"
+python scripts/score_ratio.py --students $g8/rerun-f0.05-f0.1/rollout-f0.1-a0.3-s*.json $here/student8k-f0.1-a0.3-s*.json \
+    --teacher $teacher --json $here/ratio-8k-a0.3.json
+echo "== Sobolev (alpha 1) over KL-only, 20,000 steps (the KL-only students as the reference)"
+python scripts/score_ratio.py --students $g20/rollout-f0.1-a1-s*.json $here/student20k-f0.1-a1-s*.json \
+    --teacher $g20/rollout-f0.1-a0-s*.json $here/student20k-f0.1-a0-s*.json --json $here/ratio-20k-a1-over-a0.json
+echo "== Sobolev (alpha 1) over KL-only, 8000 steps"
+python scripts/score_ratio.py --students $here/student8k-f0.1-a1-s*.json \
+    --teacher $here/student8k-f0.1-a0-s*.json --json $here/ratio-8k-a1-over-a0.json
