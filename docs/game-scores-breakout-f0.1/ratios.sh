@@ -21,6 +21,9 @@ done
 echo "== 8000 steps, alpha 0.3"
 python scripts/score_ratio.py --students $g8/rerun-f0.05-f0.1/rollout-f0.1-a0.3-s*.json $here/student8k-f0.1-a0.3-s*.json \
     --teacher $teacher --json $here/ratio-8k-a0.3.json
+echo "== 20,000 steps, alpha 0.3 (CPU-trained; 30 games on seeds 0-5 and 60 on seeds 1000-1005, both in this folder)"
+python scripts/score_ratio.py --students $here/rollout20k-f0.1-a0.3-s*.json $here/student20k-f0.1-a0.3-s*.json \
+    --teacher $teacher --json $here/ratio-20k-a0.3.json
 echo "== Sobolev (alpha 1) over KL-only, 20,000 steps (the KL-only students as the reference)"
 python scripts/score_ratio.py --students $g20/rollout-f0.1-a1-s*.json $here/student20k-f0.1-a1-s*.json \
     --teacher $g20/rollout-f0.1-a0-s*.json $here/student20k-f0.1-a0-s*.json --json $here/ratio-20k-a1-over-a0.json
