@@ -64,14 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dataset.exists():
         raise UserError(f"--dataset {args.dataset} does not exist; pass the recording the runs were trained on")
     runs_a, runs_b = finished_runs(args.a, "--a"), finished_runs(args.b, "--b")
-    by_seed_a = {_config(r)["seed"]: r for r in runs_a}
-    by_seed_b = {_config(r)["seed"]: r for r in runs_b}
+    configs = {run: _config(run) for run in (*runs_a, *runs_b)}
+    by_seed_a = {configs[r]["seed"]: r for r in runs_a}
+    by_seed_b = {configs[r]["seed"]: r for r in runs_b}
     seeds = sorted(set(by_seed_a) & set(by_seed_b))
     if not seeds:
         raise UserError("no seed has a finished run in both --a and --b; pair runs of the same seed")
-    for run in (*runs_a, *runs_b):
-        if Path(_config(run)["dataset"]).name != args.dataset.name:
-            raise UserError(f"{run} was trained on {_config(run)['dataset']}, not {args.dataset}; pass that recording")
+    for run, cfg in configs.items():
+        if Path(cfg["dataset"]).name != args.dataset.name:
+            raise UserError(f"{run} was trained on {cfg['dataset']}, not {args.dataset}; pass that recording")
     device = resolve_device(args.device)
     episode_of_state, _ = recording_episodes(args.dataset)
     report = {"dataset": str(args.dataset), "pairs": []}

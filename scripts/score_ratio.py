@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.errors import cli_entry  # noqa: E402
@@ -40,19 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     teacher = pooled_returns(args.teacher, policy="teacher")
+    per_student_file = {str(p): returns_by_mode(p) for p in args.students}
     students = pooled_returns(args.students)
     report: dict = {"students": [str(p) for p in args.students], "teacher": [str(p) for p in args.teacher],
                     "modes": {}}
     for mode in [m for m in students if m in teacher]:
         pooled = ratio_interval(students[mode], teacher[mode], level=args.level)
-        per_file = {str(p): sum(r) / len(r) / (sum(teacher[mode]) / len(teacher[mode]))
-                    for p in args.students for r in [returns_by_mode(p).get(mode)] if r}
-        report["modes"][mode] = {**pooled.as_dict(),
-                                 "student_mean": sum(students[mode]) / len(students[mode]),
-                                 "teacher_mean": sum(teacher[mode]) / len(teacher[mode]),
+        student_mean, teacher_mean = float(np.mean(students[mode])), float(np.mean(teacher[mode]))
+        per_file = {p: float(np.mean(found[mode])) / teacher_mean for p, found in per_student_file.items() if mode in found}
+        report["modes"][mode] = {**pooled.as_dict(), "student_mean": student_mean, "teacher_mean": teacher_mean,
                                  "per_file_ratio": per_file}
-        print(f"{mode:6s}: students {report['modes'][mode]['student_mean']:.1f}, teacher "
-              f"{report['modes'][mode]['teacher_mean']:.1f}: {pooled}")
+        print(f"{mode:6s}: students {student_mean:.1f}, teacher {teacher_mean:.1f}: {pooled}")
         print("        per file: " + ", ".join(f"{Path(p).stem} {100 * r:.0f}%" for p, r in per_file.items()))
     if not report["modes"]:
         print("no action-selection mode is common to the students and the teacher", file=sys.stderr)
