@@ -72,7 +72,7 @@ def summary(path: str | Path) -> dict:
             "complete": bool(f.attrs["complete"]), "episodes": len(eps["start"]), "complete_episodes": int(done.sum()),
             "mean_score_complete_episodes": float(eps["return"][done].mean()) if done.any() else None,
             "projections": int(f.attrs["projections"]), "grad_dtype": str(f.attrs["grad_dtype"]),
-            "behaviour": str(f.attrs["behaviour"]), "codec": str(f.attrs["codec"]),
+            "behaviour": str(f.attrs["behaviour"]), "codec": str(f.attrs["codec"]), "lives_stored": "lives" in f,
             "file_bytes": os.path.getsize(path), "bytes_per_state": os.path.getsize(path) / max(n, 1),
             "raw_bytes": raw,
             "compression_obs": raw_parts["obs"] / max(stored["obs"], 1),

@@ -36,6 +36,7 @@ TORCH_GRAD_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 BEHAVIOURS = ("sample", "greedy")
 CHUNK_STATES = 16  # states per HDF5 chunk: small enough for fast random reads, large enough to compress
 EPISODE_FIELDS = ("start", "length", "return", "complete")
+LIVES_MEANING = "lives left after the state's action (ALE), as the game reported it"
 
 # settings that must match for --resume to append to an existing file
 RESUME_KEYS = ("game", "teacher_sha256", "projections", "grad_dtype", "behaviour", "epsilon", "schema_version")
@@ -145,6 +146,8 @@ def _create_file(path: Path, cfg: RecordConfig, n_actions: int, teacher_path: st
         f.create_dataset("proj_grads", (0, k, *atari.OBS_SHAPE), GRAD_DTYPES[cfg.grad_dtype],
                          maxshape=(None, k, *atari.OBS_SHAPE), chunks=(max(1, CHUNK_STATES // k), k, *atari.OBS_SHAPE),
                          **comp)
+        lives = f.create_dataset("lives", (0,), np.int16, maxshape=(None,), chunks=(4096,))
+        lives.attrs["meaning"] = LIVES_MEANING
         f.create_dataset("committed", data=np.zeros(1, np.int64))
         f.create_dataset("n_episodes", data=np.zeros(1, np.int64))
         eps = f.create_group("episodes")
@@ -166,19 +169,22 @@ def read_committed(path: Path) -> int:
         return int(f["committed"][0])
 
 
+PER_STATE = ("obs", "logits", "actions", "episode", "proj_dirs", "proj_grads", "lives")  # "lives": optional
+
+
 class _Writer:
     """Appends steps to an open SWMR file; commits rows and the episode table at each flush."""
 
     def __init__(self, f: h5py.File):
         self.f = f
         self.n = int(f["committed"][0])
-        self.buffers: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "logits", "actions", "episode",
-                                                                     "proj_dirs", "proj_grads")}
+        # recordings made before lives were stored go on without them (distill-add-lives can replay them)
+        self.buffers: dict[str, list[np.ndarray]] = {k: [] for k in PER_STATE if k in f}
         self.buffered = 0
 
     def add(self, **rows: np.ndarray) -> None:
-        for key, value in rows.items():
-            self.buffers[key].append(value)
+        for key in self.buffers:
+            self.buffers[key].append(rows[key])
         self.buffered += len(rows["actions"])
 
     def flush(self, episodes: dict[str, np.ndarray]) -> None:
@@ -228,7 +234,7 @@ def _truncate_to_committed(path: Path) -> tuple[int, dict[str, np.ndarray]]:
     clear_consistency_flags(path)  # a killed SWMR writer leaves the file marked as open
     with h5py.File(path, "a", libver="latest") as f:
         n = int(f["committed"][0])
-        for key in ("obs", "logits", "actions", "episode", "proj_dirs", "proj_grads"):
+        for key in (k for k in PER_STATE if k in f):
             if f[key].shape[0] != n:
                 f[key].resize(n, axis=0)
         n_eps = int(f["n_episodes"][0])
@@ -312,21 +318,23 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
                     started[i] = True
             actions = np.zeros(cfg.envs, dtype=np.int64)
             actions[:take] = chosen
-            venv.step_async(actions)  # the games advance in their processes while we store this step
-            writer.add(obs=obs[:take].copy(), logits=logits, actions=chosen.astype(np.int64),
-                       episode=current[:take].astype(np.int32), proj_dirs=dirs, proj_grads=grads)
+            venv.step_async(actions)  # the games advance in their processes while we prepare this step's rows
+            rows = dict(obs=obs[:take].copy(), logits=logits, actions=chosen.astype(np.int64),
+                        episode=current[:take].astype(np.int32), proj_dirs=dirs, proj_grads=grads)
             for i in range(take):
                 episodes["length"][current[i]] += 1
-            n_total += take
-            if writer.buffered >= 256 or time.time() - last_flush > 5:
-                writer.flush({k: np.asarray(v) for k, v in episodes.items()})
-                last_flush = time.time()
             obs, rewards, dones, infos = venv.step_wait()
+            rows["lives"] = np.array([int(info.get("lives", 0)) for info in infos[:take]], dtype=np.int16)
+            writer.add(**rows)
+            n_total += take
             for i in range(take):
                 episodes["return"][current[i]] += float(rewards[i])
                 if dones[i]:
                     episodes["complete"][current[i]] = True
                     started[i] = False
+            if writer.buffered >= 256 or time.time() - last_flush > 5:
+                writer.flush({k: np.asarray(v) for k, v in episodes.items()})
+                last_flush = time.time()
             bar.update(take)
         writer.flush({k: np.asarray(v) for k, v in episodes.items()})
     except OSError as exc:

@@ -23,6 +23,7 @@ import distill
 from distill.data import TrainingData, _read_rows, heldout_blocks, recording_episodes, split_by_episodes
 from distill.dataset_file import open_recording
 from distill.errors import UserError
+from distill.lives import before_life_loss, read_lives
 from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES, distillation_loss, policy_kl
 from distill.sobolev import input_gradients, random_unit_vectors
 from distill.students import STUDENTS, count_parameters, make_student
@@ -54,6 +55,10 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0
     teacher: str | None = None  # live teacher: fresh directions every step instead of the recorded ones
+    # draw the training states in the last --life-loss-window steps before a lost life this many times as often as
+    # the others (1 = uniform, the paper's sampling); needs the recording's `lives` (distill-add-lives)
+    life_loss_weight: float = 1.0
+    life_loss_window: int = 16
 
     def validate(self) -> None:
         if not 0.0 < self.fraction < 1.0:
@@ -66,7 +71,9 @@ class TrainConfig:
             raise UserError(f"--kl must be one of {', '.join(KL_DIRECTIONS)}, got {self.kl!r}")
         if self.distance not in SOBOLEV_DISTANCES:
             raise UserError(f"--distance must be one of {', '.join(SOBOLEV_DISTANCES)}, got {self.distance!r}")
-        for name in ("steps", "batch_size", "eval_every", "test_cap"):
+        if self.life_loss_weight <= 0 or not math.isfinite(self.life_loss_weight):
+            raise UserError(f"--life-loss-weight must be positive (1 = uniform sampling), got {self.life_loss_weight}")
+        for name in ("steps", "batch_size", "eval_every", "test_cap", "life_loss_window"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -183,11 +190,23 @@ def _save(path: Path, student, optimizer, step: int, best: float, rng: dict) -> 
     tmp.replace(path)  # atomic: a kill never leaves a half-written checkpoint
 
 
+def sampling_weights(cfg: TrainConfig, episode_of_state: np.ndarray, train_rows: np.ndarray) -> torch.Tensor | None:
+    """Relative chance of each training state to be drawn: ``--life-loss-weight`` for the states just before a lost
+    life, 1 for the others; None for uniform sampling (the default, drawn as before this option existed)."""
+    if cfg.life_loss_weight == 1.0:
+        return None
+    marked = before_life_loss(read_lives(cfg.dataset), episode_of_state, cfg.life_loss_window)[train_rows]
+    if not marked.any():
+        raise UserError(f"no training state of {cfg.dataset} lies before a lost life (fraction {cfg.fraction}); "
+                        "--life-loss-weight needs some: use a larger --fraction or leave the weight at 1")
+    return torch.from_numpy(np.where(marked, cfg.life_loss_weight, 1.0))
+
+
 def settings_differences(run_dir: Path, cfg: TrainConfig, ignore: tuple[str, ...] = ()) -> dict[str, object]:
     """The settings (name: stored value) in which the run in ``run_dir`` differs from ``cfg``, so that runs made
     with other settings are neither resumed nor reused as if they were the same."""
     # settings added later take the value older runs were made with
-    stored = {"lr_schedule": "constant", "lr_warmup": 0.0, **json.loads((run_dir / "config.json").read_text())["config"]}
+    stored = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0, "life_loss_window": 16, **json.loads((run_dir / "config.json").read_text())["config"]}
     diffs = {k: stored.get(k) for k, v in asdict(cfg).items()
              if k not in ignore and k != "dataset" and stored.get(k) != v}
     if Path(str(stored.get("dataset"))).resolve() != Path(cfg.dataset).resolve():
@@ -217,12 +236,13 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             if diffs:
                 raise UserError(f"--resume: {run_dir} was trained with other settings ({', '.join(diffs)}); "
                                 "use the same flags or another --out")
-        elif force:
-            shutil.rmtree(run_dir)
-        else:
+        elif not force:
             raise UserError(f"{run_dir} already exists; pass --resume to continue it or --force to start over")
     elif resume:
         print(f"--resume: {run_dir} does not exist yet; starting a new run", file=sys.stderr)
+    weights = sampling_weights(cfg, episode_of_state, split.train_rows)
+    if force and not resume and run_dir.exists():  # only once every check has passed
+        shutil.rmtree(run_dir)
 
     torch.manual_seed(cfg.seed)
     student = make_student(cfg.student, n_actions).to(device)
@@ -252,6 +272,9 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         "train_episodes": int(len(split.train_episodes)), "test_episodes": int(len(split.test_episodes)),
         "teacher_sha256": str(attrs["teacher_sha256"]),
         "directions": "live teacher, fresh every step" if live is not None else "recorded",
+        **({} if weights is None else {
+            "train_states_before_life_loss": int((weights != 1.0).sum()),
+            "share_of_draws_before_life_loss": float(weights[weights != 1.0].sum() / weights.sum())}),
         "device": str(device), "package_version": distill.__version__,
         "command": " ".join(sys.argv)}, indent=2))
 
@@ -278,7 +301,10 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     start_time, start_step, running = time.time(), step, {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0}
     student.train()
     while step < cfg.steps:
-        idx = torch.randint(data.n, (cfg.batch_size,), generator=gen).to(device)
+        if weights is None:
+            idx = torch.randint(data.n, (cfg.batch_size,), generator=gen).to(device)
+        else:
+            idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).to(device)
         obs, teacher_logits, dirs, grads = data.batch(idx)
         if live is not None:
             dirs, grads = live_projections(live, obs, n_actions, int(attrs["projections"]), gen)

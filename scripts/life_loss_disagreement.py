@@ -28,19 +28,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.errors import UserError, cli_entry  # noqa: E402
+from distill.lives import before_life_loss  # noqa: E402
 from distill.rollout import MODES, play  # noqa: E402
 from distill.train import load_student  # noqa: E402
 
 
 def mark_before_losses(lives: np.ndarray, window: int) -> np.ndarray:
-    """For one game's per-step lives counts (read after each step), which steps lie in the ``window`` steps up to
-    and including a step on which a life was lost. The first step compares with the game's starting lives."""
-    lost = np.zeros(len(lives), dtype=bool)
-    lost[1:] = lives[1:] < lives[:-1]
-    before = np.zeros(len(lives), dtype=bool)
-    for end in np.flatnonzero(lost):
-        before[max(0, end - window + 1):end + 1] = True
-    return before
+    """For one game's per-step lives counts (read after each step; index 0 holds the game's starting lives), which
+    steps lie in the ``window`` steps up to and including a step on which a life was lost."""
+    return before_life_loss(lives, np.zeros(len(lives), dtype=np.int64), window)
 
 
 class LifeLossProbe:

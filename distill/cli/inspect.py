@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({info['states']} of {info['target_states']} states)",
         f"  teacher    {info['teacher_path']} (sha256 {info['teacher_sha256'][:16]})",
         f"  episodes   {info['episodes']} ({info['complete_episodes']} complete; mean score "
-        f"{'n/a' if mean is None else f'{mean:.1f}'}), behaviour {info['behaviour']}",
+        f"{'n/a' if mean is None else f'{mean:.1f}'}), behaviour {info['behaviour']}; lives "
+        f"{'stored' if info['lives_stored'] else 'not stored (distill-add-lives FILE adds them)'}",
         f"  gradients  K={info['projections']} projections, {info['grad_dtype']}",
         f"  size       {info['file_bytes'] / 2**20:.1f} MiB, {info['bytes_per_state'] / 1024:.1f} KiB/state; "
         f"{info['codec']} compression: frames {info['compression_obs']:.0f}x, gradients {info['compression_grads']:.2f}x",

@@ -35,6 +35,12 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
     p.add_argument("--test-cap", type=int, default=d.test_cap,
                    help="held-out states used at each periodic evaluation (the final one uses all)")
+    p.add_argument("--life-loss-weight", type=float, default=d.life_loss_weight,
+                   help="draw training states from the last --life-loss-window steps before a lost life this many "
+                        "times as often as others; 1 = uniform (default). Needs the recording's lives "
+                        "(distill-add-lives FILE for recordings made before they were stored)")
+    p.add_argument("--life-loss-window", type=int, default=d.life_loss_window,
+                   help="steps up to a lost life that --life-loss-weight favours (default %(default)s)")
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the episode shuffle for the split")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
 
@@ -46,7 +52,8 @@ def training_config(args: argparse.Namespace, dataset: str | Path, game: str, al
                        student=args.student, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, kl=args.kl, distance=args.distance,
                        eval_every=args.eval_every, test_cap=args.test_cap, split_seed=args.split_seed,
-                       teacher=teacher)
+                       teacher=teacher, life_loss_weight=args.life_loss_weight,
+                       life_loss_window=args.life_loss_window)
 
 
 def build_parser() -> argparse.ArgumentParser:
