@@ -17,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from distill.data import heldout_blocks, split_by_episodes
+from distill.data import heldout_blocks, recording_episodes, split_by_episodes
 from distill.errors import UserError
+from distill.lives import before_life_loss, read_lives
 from distill.train import load_student
 
 
@@ -126,3 +127,25 @@ def cached_episode_sums(run: Path, dataset: Path, episode_of_state: np.ndarray, 
     cache.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(sums.to_json()))
     return sums
+
+
+def life_loss_split(run: Path, window: int, device: torch.device, dataset: Path | None = None) -> dict:
+    """One run's held-out action error and KL(pi* || pi) in the ``window`` states up to each lost life, elsewhere, and
+    on all its held-out states (the recording needs its lives counts: ``distill-add-lives``)."""
+    student, info = load_student(run, device=device)
+    cfg = info["config"]
+    dataset = Path(dataset or cfg["dataset"])
+    episode_of_state, _ = recording_episodes(dataset)
+    marked = before_life_loss(read_lives(dataset), episode_of_state, window)
+    rows = split_by_episodes(episode_of_state, cfg["fraction"], cfg["split_seed"]).test_rows
+    errors, kls = per_state_metrics(student, dataset, rows, device)
+    before = marked[rows]
+    if not before.any():
+        raise UserError(f"no held-out state of {run} lies before a lost life: nothing to compare")
+
+    def part(mask: np.ndarray) -> dict:
+        return {"states": int(mask.sum()), "action_error": float(errors[mask].mean()), "kl": float(kls[mask].mean())}
+
+    return {"run": str(run), "alpha": cfg["alpha"], "fraction": cfg["fraction"], "seed": cfg["seed"],
+            "life_loss_weight": cfg.get("life_loss_weight", 1.0), "window": window,
+            "before_lost_life": part(before), "elsewhere": part(~before), "all": part(np.ones_like(before))}

@@ -19,38 +19,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.data import recording_episodes, split_by_episodes  # noqa: E402
 from distill.device import resolve_device  # noqa: E402
 from distill.errors import UserError, cli_entry  # noqa: E402
-from distill.heldout import finished_runs, per_state_metrics  # noqa: E402
-from distill.lives import before_life_loss, read_lives  # noqa: E402
-from distill.train import load_student  # noqa: E402
-
-
-def split_report(run: Path, window: int, device: torch.device, dataset: Path | None = None) -> dict:
-    """One run's held-out error and KL before lost lives, elsewhere, and on all held-out states."""
-    student, info = load_student(run, device=device)
-    cfg = info["config"]
-    dataset = Path(dataset or cfg["dataset"])
-    episode_of_state, _ = recording_episodes(dataset)
-    marked = before_life_loss(read_lives(dataset), episode_of_state, window)
-    rows = split_by_episodes(episode_of_state, cfg["fraction"], cfg["split_seed"]).test_rows
-    errors, kls = per_state_metrics(student, dataset, rows, device)
-    before = marked[rows]
-    if not before.any():
-        raise UserError(f"no held-out state of {run} lies before a lost life: nothing to compare")
-
-    def part(mask: np.ndarray) -> dict:
-        return {"states": int(mask.sum()), "action_error": float(errors[mask].mean()), "kl": float(kls[mask].mean())}
-
-    return {"run": str(run), "alpha": cfg["alpha"], "fraction": cfg["fraction"], "seed": cfg["seed"],
-            "life_loss_weight": cfg.get("life_loss_weight", 1.0), "window": window,
-            "before_lost_life": part(before), "elsewhere": part(~before), "all": part(np.ones_like(before))}
+from distill.heldout import finished_runs, life_loss_split  # noqa: E402
 
 
 @cli_entry
@@ -69,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| run | life-loss weight | before a lost life: states, error / KL | elsewhere: error / KL | all: error / KL |")
     print("|---|---|---|---|---|")
     for run in finished_runs(args.runs, flag="runs"):
-        r = split_report(run, args.window, device, args.dataset)
+        r = life_loss_split(run, args.window, device, args.dataset)
         b, e, a = r["before_lost_life"], r["elsewhere"], r["all"]
         print(f"| {run} | {r['life_loss_weight']:g} | {b['states']}: {b['action_error']:.3f} / {b['kl']:.4f} | "
               f"{e['action_error']:.3f} / {e['kl']:.4f} | {a['action_error']:.3f} / {a['kl']:.4f} |", flush=True)

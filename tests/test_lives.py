@@ -150,15 +150,9 @@ def test_life_loss_weight_needs_lives_and_resumes_only_with_the_same_weight(reco
 
 
 def test_heldout_split_by_life_loss_reports_both_parts_of_the_test_states(recording, tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
     from distill.data import split_by_episodes
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "heldout_by_life_loss.py"
-    spec = importlib.util.spec_from_file_location("heldout_by_life_loss", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script("heldout_by_life_loss")
 
     run = tmp_path / "run"
     train(cfg(recording, steps=20), run, torch.device("cpu"), progress=False)
@@ -176,3 +170,46 @@ def test_heldout_split_by_life_loss_reports_both_parts_of_the_test_states(record
     metrics = json.loads((run / "metrics.json").read_text())
     assert a["kl"] == pytest.approx(metrics["test_kl"], rel=1e-4)  # the same held-out states training reported on
     assert "| 1 |" in capsys.readouterr().out
+
+
+def _script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_offline_vs_play_ranks_held_out_measures_against_game_scores(recording, tmp_path, capsys):
+    from scipy import stats
+
+    from distill.heldout import life_loss_split
+
+    script = _script("offline_vs_play")
+    files, kls = [], []
+    for seed, steps in enumerate((2, 10, 40)):
+        run = tmp_path / f"run{seed}"
+        train(cfg(recording, steps=steps, seed=seed), run, torch.device("cpu"), progress=False)
+        kls.append(life_loss_split(run, 16, torch.device("cpu"))["before_lost_life"]["kl"])
+        # games as distill-eval --json writes them; a run's games may come in two files
+        for part, returns in enumerate(([10.0 * seed, 2.0], [4.0 + seed])):
+            path = tmp_path / f"games{seed}-{part}.json"
+            path.write_text(json.dumps({"run": str(run), "modes": {"sample": {"returns": returns},
+                                                                    "greedy": {"returns": [float(steps)]}}}))
+            files.append(str(path))
+    out = tmp_path / "out.json"
+    assert script.main(files + ["--device", "cpu", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [r["games"]["sample"] for r in report["runs"]] == [3, 3, 3]
+    assert report["runs"][2]["mean_score"]["sample"] == pytest.approx((20.0 + 2.0 + 6.0) / 3)
+    expected = stats.spearmanr(kls, [2.0, 10.0, 40.0]).statistic
+    assert report["spearman"]["KL, before a lost life"]["greedy"]["rho"] == pytest.approx(expected)
+    assert "Spearman's rho" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text(json.dumps({"modes": {}}))
+    for argv, message in ((files[:4], "at least 3 runs"), (files + [str(tmp_path / "bad.json")], "names no run")):
+        with pytest.raises(SystemExit) as exc:
+            script.main(argv)
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1
