@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# SpaceInvaders students at fraction 0.05 (8000 steps, default recipe with the warm-up, seeds 0-2; session 14):
+# 60 games per mode and student on seeds 1000-1005; teacher: its card's 30 games plus 60 per mode on seeds 1000-1005
+# (distill-eval --teacher SpaceInvaders --episodes 60 --envs 6 --seed 1000 --mode both).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=docs/game-scores-spaceinvaders-f0.05
+teacher="teachers/cards/spaceinvaders.json $here/teacher-60-s1000.json"
+for a in 1 0; do
+    echo "== alpha $a, against the teacher"
+    python scripts/score_ratio.py --students $here/student8k-f0.05-a$a-s*-60-s1000.json --teacher $teacher
+done
+echo "== Sobolev over KL-only"
+python scripts/score_ratio.py --students $here/student8k-f0.05-a1-s*-60-s1000.json \
+    --teacher $here/student8k-f0.05-a0-s*-60-s1000.json
