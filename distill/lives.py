@@ -36,12 +36,19 @@ def _by_episode(episode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, same_episode
 
 
-def life_losses(lives: np.ndarray, episode: np.ndarray) -> np.ndarray:
-    """Which states' actions lost a life: the count after them is below the one after the episode's previous state."""
+def _losses_by_episode(lives: np.ndarray, episode: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_by_episode`'s order and episode continuation, and in that order whether each state's action lost a
+    life (the count after it is below the one after the episode's previous state)."""
     order, same_episode = _by_episode(episode)
     lv = np.asarray(lives)[order].astype(np.int64)
     lost = np.zeros(len(order), dtype=bool)
     lost[1:] = same_episode[1:] & (lv[1:] < lv[:-1])
+    return order, same_episode, lost
+
+
+def life_losses(lives: np.ndarray, episode: np.ndarray) -> np.ndarray:
+    """Which states' actions lost a life: the count after them is below the one after the episode's previous state."""
+    order, _, lost = _losses_by_episode(lives, episode)
     out = np.zeros(len(order), dtype=bool)
     out[order] = lost
     return out
@@ -52,8 +59,7 @@ def before_life_loss(lives: np.ndarray, episode: np.ndarray, window: int) -> np.
     (``lives[n]`` is the count after state n's action)."""
     if window < 1:
         raise UserError(f"--life-loss-window must be at least 1, got {window}")
-    order, same_episode = _by_episode(episode)
-    lost = life_losses(lives, episode)[order]
+    order, same_episode, lost = _losses_by_episode(lives, episode)
     position = np.arange(len(order))
     first_of_episode = np.maximum.accumulate(np.where(~same_episode, position, 0))
     marked = np.zeros(len(order), dtype=bool)

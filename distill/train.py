@@ -206,7 +206,8 @@ def settings_differences(run_dir: Path, cfg: TrainConfig, ignore: tuple[str, ...
     """The settings (name: stored value) in which the run in ``run_dir`` differs from ``cfg``, so that runs made
     with other settings are neither resumed nor reused as if they were the same."""
     # settings added later take the value older runs were made with
-    stored = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0, "life_loss_window": 16, **json.loads((run_dir / "config.json").read_text())["config"]}
+    older = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0, "life_loss_window": 16}
+    stored = {**older, **json.loads((run_dir / "config.json").read_text())["config"]}
     diffs = {k: stored.get(k) for k, v in asdict(cfg).items()
              if k not in ignore and k != "dataset" and stored.get(k) != v}
     if Path(str(stored.get("dataset"))).resolve() != Path(cfg.dataset).resolve():

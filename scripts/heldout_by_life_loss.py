@@ -19,7 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.device import resolve_device  # noqa: E402

@@ -41,7 +41,11 @@ def games_by_run(files: list[Path]) -> dict[str, dict[str, list[float]]]:
     """Each student run's games, pooled over the files that name it, per mode."""
     runs: dict[str, dict[str, list[float]]] = {}
     for path in files:
-        run = json.loads(path.read_text()).get("run")
+        try:
+            run = json.loads(path.read_text()).get("run")
+        except (OSError, json.JSONDecodeError):
+            returns_by_mode(path)  # raises its one-line error for a missing or unreadable file
+            raise
         if not run:
             raise UserError(f"{path} is not a distill-eval --student JSON file (it names no run)")
         for mode, returns in returns_by_mode(path).items():
