@@ -436,6 +436,23 @@ def test_training_with_the_live_teacher_and_refusing_another(sb3_recording, sb3_
     assert not (tmp_path / "other").exists()
 
 
+
+def test_grid_flags_give_the_live_teacher_to_sobolev_runs_only():
+    """figure4.py shares distill-train's flags; a KL-only run draws no directions, so it stores no teacher and a
+    grid with --teacher reuses the KL-only runs of a grid without it."""
+    import argparse
+
+    from distill.cli.train import add_training_arguments, training_config
+
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser)
+    args = parser.parse_args(["--teacher", "teacher.zip"])
+    assert training_config(args, "rec.h5", "Breakout", 1.0, 0.1, 0).teacher == "teacher.zip"
+    assert training_config(args, "rec.h5", "Breakout", 0.0, 0.1, 0).teacher is None
+    assert training_config(parser.parse_args([]), "rec.h5", "Breakout", 1.0, 0.1, 0).teacher is None
+    grid_args = _script_module("figure4").parse_args(["--dataset", "r.h5", "--out", "o", "--teacher", "T"])
+    assert grid_args.teacher == "T"
+
 def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
     module = _script_module("diagnose_sobolev")
     run = tmp_path / "run"

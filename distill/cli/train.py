@@ -41,18 +41,23 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
                         "(distill-add-lives FILE for recordings made before they were stored)")
     p.add_argument("--life-loss-window", type=int, default=d.life_loss_window,
                    help="steps up to a lost life that --life-loss-weight favours (default %(default)s)")
+    p.add_argument("--teacher", default=None,
+                   help="the recording's teacher (.zip or game name): draw fresh random directions every step from "
+                        "it instead of using the recorded ones (the paper's estimator; slower; alpha 0 ignores it). "
+                        "Loading a .zip unpickles code: only name files you trust")
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the episode shuffle for the split")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
 
 
 def training_config(args: argparse.Namespace, dataset: str | Path, game: str, alpha: float, fraction: float,
-                    seed: int, teacher: str | None = None) -> TrainConfig:
-    """One run's settings: its own alpha, fraction and seed, and the flags of ``add_training_arguments``."""
+                    seed: int) -> TrainConfig:
+    """One run's settings: its own alpha, fraction and seed, and the flags of ``add_training_arguments``.
+    A KL-only run draws no directions, so it stores no teacher and stays reusable beside any Sobolev grid."""
     return TrainConfig(dataset=str(dataset), game=game, alpha=alpha, fraction=fraction, seed=seed,
                        student=args.student, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, kl=args.kl, distance=args.distance,
                        eval_every=args.eval_every, test_cap=args.test_cap, split_seed=args.split_seed,
-                       teacher=teacher, life_loss_weight=args.life_loss_weight,
+                       teacher=args.teacher if alpha > 0 else None, life_loss_weight=args.life_loss_weight,
                        life_loss_window=args.life_loss_window)
 
 
@@ -74,10 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_arguments(p)
     p.add_argument("--out", type=Path, default=None,
                    help="run directory (default data/runs/<game>-<student>-a<alpha>-f<fraction>-s<seed>)")
-    p.add_argument("--teacher", default=None,
-                   help="the recording's teacher (.zip or game name): draw fresh random directions every step from "
-                        "it instead of using the recorded ones (the paper's estimator; slower). Loading a .zip "
-                        "unpickles code: only name files you trust")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--force", action="store_true", help="delete an existing run directory and start over")
     return p
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     game = canonical_game(args.game)
     dataset = args.dataset or find_latest_recording(game)
-    cfg = training_config(args, dataset, game, args.alpha, args.fraction, args.seed, teacher=args.teacher)
+    cfg = training_config(args, dataset, game, args.alpha, args.fraction, args.seed)
     cfg.validate()
     out = args.out or Path("data/runs") / f"{game.lower()}-{args.student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
     device = resolve_device(args.device)
