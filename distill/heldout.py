@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,8 @@ from distill.data import heldout_blocks, recording_episodes, split_by_episodes
 from distill.errors import UserError
 from distill.lives import before_life_loss, read_lives
 from distill.train import load_student
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -106,7 +108,7 @@ def finished_runs(paths: list[Path], flag: str = "--runs") -> list[Path]:
             if all((run / name).exists() for name in ("config.json", "metrics.json", "latest.pt")):
                 runs.append(run)
             else:
-                print(f"skip {run}: not a finished run with latest.pt", file=sys.stderr)
+                log.warning("skip %s: not a finished run with latest.pt", run)  # the scripts go on with the rest
     if not runs:
         raise UserError("no finished run with a checkpoint among the folders given; train some with scripts/figure4.py")
     return runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from distill.data import recording_episodes, split_by_episodes
 from distill.errors import UserError
-from distill.heldout import divide_heldout, episode_sums, per_state_metrics
+from distill.heldout import divide_heldout, episode_sums, finished_runs, per_state_metrics
 from distill.train import evaluate_states, load_student, train
 
 from test_train import _script_module, cfg, recording  # noqa: F401  (recording is a fixture)
@@ -91,7 +92,7 @@ def test_select_alpha_chooses_on_validation_and_reports_on_test(recording, tmp_p
         assert json.loads((out / "select_alpha.json").read_text())["fractions"][0]["chosen_alpha"] == row["chosen_alpha"]
 
 
-def test_select_alpha_refuses_bad_input_in_one_line(recording, tmp_path, capsys):  # noqa: F811
+def test_select_alpha_refuses_bad_input_in_one_line(recording, tmp_path, capsys, caplog):  # noqa: F811
     module = _script_module("select_alpha")
     with pytest.raises(SystemExit) as exc:
         module.main(["--dataset", str(recording), "--runs", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
@@ -100,6 +101,12 @@ def test_select_alpha_refuses_bad_input_in_one_line(recording, tmp_path, capsys)
     assert err.startswith("error: --runs") and "does not exist" in err and "\n" not in err
     run = tmp_path / "grid" / "runs" / "a0-s0"
     train(cfg(recording, alpha=0.0, steps=4), run, torch.device("cpu"), progress=False)
+    unfinished = run.parent / "a1-s0"  # an interrupted run: settings, no final metrics
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text((run / "config.json").read_text())
+    with caplog.at_level(logging.WARNING, logger="distill.heldout"):
+        assert finished_runs([tmp_path / "grid"]) == [run]
+    assert f"skip {unfinished}" in caplog.text
     with pytest.raises(SystemExit):  # alpha 0 alone: nothing to choose
         module.main(["--dataset", str(recording), "--runs", str(tmp_path / "grid"), "--out", str(tmp_path / "o")])
     assert "no fraction has KL-only and Sobolev runs" in capsys.readouterr().err
