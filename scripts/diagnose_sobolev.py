@@ -52,7 +52,9 @@ def diagnose(run: Path, states: int) -> dict:
     d_kl = torch.cat([t.flatten() for t in torch.autograd.grad(kl, params, retain_graph=True)])
     d_sob = torch.cat([t.flatten() for t in torch.autograd.grad(relative, params)])
     flat_g, flat_t = g.detach().flatten(2), target.flatten(2)
-    return {"run": run.name, "alpha": cfg["alpha"], "distance": cfg["distance"], "kl": kl.item(),
+    directions = "-" if cfg["alpha"] == 0 else ("live teacher" if cfg.get("teacher") else "recorded")
+    return {"run": run.name, "alpha": cfg["alpha"], "distance": cfg["distance"], "directions": directions,
+            "kl": kl.item(),
             "relative": relative.item(), "norm_ratio": (flat_g.norm(dim=-1) / flat_t.norm(dim=-1)).median().item(),
             "cosine": F.cosine_similarity(flat_g, flat_t, dim=-1).median().item(),
             "param_grad_kl": d_kl.norm().item(), "param_grad_sobolev": d_sob.norm().item()}
@@ -64,16 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--states", type=int, default=256, help="held-out states to use (default 256)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
-    print("| run | alpha | distance | test KL | relative Sobolev | median abs(g)/abs(g*) | median cos(g, g*) "
-          "| param-grad norm KL | param-grad norm Sobolev |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | alpha | distance | directions | test KL | relative Sobolev | median abs(g)/abs(g*) "
+          "| median cos(g, g*) | param-grad norm KL | param-grad norm Sobolev |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
         try:
             r = diagnose(run, args.states)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"| {r['run']} | {r['alpha']:g} | {r['distance']} | {r['kl']:.3f} | {r['relative']:.3f} | "
+        print(f"| {r['run']} | {r['alpha']:g} | {r['distance']} | {r['directions']} | {r['kl']:.3f} | {r['relative']:.3f} | "
               f"{r['norm_ratio']:.3f} | {r['cosine']:.3f} | {r['param_grad_kl']:.3g} | {r['param_grad_sobolev']:.3g} |")
     return 0
 

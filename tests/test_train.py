@@ -459,9 +459,10 @@ def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
     train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
     r = module.diagnose(run, states=16)
     assert -1.0 <= r["cosine"] <= 1.0 and r["relative"] >= 0 and r["norm_ratio"] >= 0
-    assert r["param_grad_kl"] > 0 and r["param_grad_sobolev"] > 0
+    assert r["param_grad_kl"] > 0 and r["param_grad_sobolev"] > 0 and r["directions"] == "recorded"
     assert module.main([str(run), "--states", "16"]) == 0
-    assert "| run |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| run |" in out and "| recorded |" in out
     assert module.main([str(tmp_path)]) == 2  # not a run directory: one-line error
 
 
