@@ -126,7 +126,8 @@ def read_curve(run: Path) -> list[dict]:
         return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(handle)]
 
 
-def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, game: str) -> None:
+def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, game: str,
+         live_teacher: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +146,7 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
             if not curves:
                 continue
             steps = np.array([r["step"] for r in curves[0]])
-            label = "KL only" if alpha == 0 else f"Sobolev (alpha {alpha:g})"
+            label = "KL only" if alpha == 0 else f"Sobolev (alpha {alpha:g}{', live teacher' if live_teacher else ''})"
             color = colors[alpha]
             for row, key in enumerate(("test_action_error", "test_kl")):
                 n = min(len(c) for c in curves)
@@ -230,14 +231,16 @@ def main(argv=None) -> int:
             return 0
         results[key] = {"final": final, "curve": read_curve(run)}
     fractions = sorted(args.fractions)
-    plot(results, fractions, args.alphas, args.out, game)
+    plot(results, fractions, args.alphas, args.out, game, live_teacher=args.teacher is not None)
     # the devices the runs were trained on (each config.json names its last invocation's), not this invocation's
     trained_on = sorted({json.loads((run_dir(args.out, *key) / "config.json").read_text()).get("device", "unknown")
                          for key in grid})
     lines = [f"Figure 4 reproduction on `{args.dataset}` ({game}): final held-out metrics, mean ± std over "
              f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr} ({args.lr_schedule}, "
              f"warm-up {args.lr_warmup:g} of the steps), student {args.student}, distance {args.distance}, "
-             f"KL {args.kl}, split seed {args.split_seed}, trained on {', '.join(trained_on)}.", "",
+             f"KL {args.kl}, split seed {args.split_seed}, Sobolev directions "
+             f"{'fresh from the live teacher ' + args.teacher if args.teacher else 'recorded'}, "
+             f"trained on {', '.join(trained_on)}.", "",
              "| fraction | alpha | test action error | test KL (nats) | train KL (last interval) | gap: test - train KL |",
              "|---|---|---|---|---|---|"]
     summary = []
