@@ -208,6 +208,8 @@ def settings_differences(run_dir: Path, cfg: TrainConfig, ignore: tuple[str, ...
     # settings added later take the value older runs were made with
     older = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0, "life_loss_window": 16}
     stored = {**older, **json.loads((run_dir / "config.json").read_text())["config"]}
+    if cfg.alpha == 0:  # a KL-only run draws no directions: whichever teacher it was given made no difference
+        ignore = (*ignore, "teacher")
     diffs = {k: stored.get(k) for k, v in asdict(cfg).items()
              if k not in ignore and k != "dataset" and stored.get(k) != v}
     if Path(str(stored.get("dataset"))).resolve() != Path(cfg.dataset).resolve():

@@ -54,8 +54,8 @@ def diagnose(run: Path, states: int) -> dict:
     flat_g, flat_t = g.detach().flatten(2), target.flatten(2)
     directions = "-" if cfg["alpha"] == 0 else ("live teacher" if cfg.get("teacher") else "recorded")
     return {"run": run.name, "alpha": cfg["alpha"], "distance": cfg["distance"], "directions": directions,
-            "kl": kl.item(),
-            "relative": relative.item(), "norm_ratio": (flat_g.norm(dim=-1) / flat_t.norm(dim=-1)).median().item(),
+            "kl": kl.item(), "relative": relative.item(),
+            "norm_ratio": (flat_g.norm(dim=-1) / flat_t.norm(dim=-1)).median().item(),
             "cosine": F.cosine_similarity(flat_g, flat_t, dim=-1).median().item(),
             "param_grad_kl": d_kl.norm().item(), "param_grad_sobolev": d_sob.norm().item()}
 
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"| {r['run']} | {r['alpha']:g} | {r['distance']} | {r['directions']} | {r['kl']:.3f} | {r['relative']:.3f} | "
-              f"{r['norm_ratio']:.3f} | {r['cosine']:.3f} | {r['param_grad_kl']:.3g} | {r['param_grad_sobolev']:.3g} |")
+        print(f"| {r['run']} | {r['alpha']:g} | {r['distance']} | {r['directions']} | {r['kl']:.3f} | "
+              f"{r['relative']:.3f} | {r['norm_ratio']:.3f} | {r['cosine']:.3f} | {r['param_grad_kl']:.3g} | {r['param_grad_sobolev']:.3g} |")
     return 0
 
 

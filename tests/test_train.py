@@ -436,13 +436,14 @@ def test_training_with_the_live_teacher_and_refusing_another(sb3_recording, sb3_
     assert not (tmp_path / "other").exists()
 
 
-
-def test_grid_flags_give_the_live_teacher_to_sobolev_runs_only():
+def test_grid_flags_give_the_live_teacher_to_sobolev_runs_only(tmp_path):
     """figure4.py shares distill-train's flags; a KL-only run draws no directions, so it stores no teacher and a
     grid with --teacher reuses the KL-only runs of a grid without it."""
     import argparse
+    from dataclasses import asdict, replace
 
     from distill.cli.train import add_training_arguments, training_config
+    from distill.train import settings_differences
 
     parser = argparse.ArgumentParser()
     add_training_arguments(parser)
@@ -452,6 +453,14 @@ def test_grid_flags_give_the_live_teacher_to_sobolev_runs_only():
     assert training_config(parser.parse_args([]), "rec.h5", "Breakout", 1.0, 0.1, 0).teacher is None
     grid_args = _script_module("figure4").parse_args(["--dataset", "r.h5", "--out", "o", "--teacher", "T"])
     assert grid_args.teacher == "T"
+    # a run stored with a teacher (as KL-only runs were before) still counts as the same KL-only run without one
+    for alpha, differs in ((0.0, {}), (1.0, {"teacher": "T.zip"})):
+        stored = TrainConfig(dataset="rec.h5", game="Breakout", alpha=alpha, teacher="T.zip")
+        run = tmp_path / f"a{alpha:g}"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"config": asdict(stored)}))
+        assert settings_differences(run, replace(stored, teacher=None)) == differs
+
 
 def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
     module = _script_module("diagnose_sobolev")
