@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(f"| {r['run']} | {r['alpha']:g} | {r['distance']} | {r['directions']} | {r['kl']:.3f} | "
-              f"{r['relative']:.3f} | {r['norm_ratio']:.3f} | {r['cosine']:.3f} | {r['param_grad_kl']:.3g} | {r['param_grad_sobolev']:.3g} |")
+              f"{r['relative']:.3f} | {r['norm_ratio']:.3f} | {r['cosine']:.3f} | {r['param_grad_kl']:.3g} | "
+              f"{r['param_grad_sobolev']:.3g} |")
     return 0
 
 
