@@ -16,7 +16,13 @@ try:
 except ImportError:  # only recordings written with --codec gzip, lzf or none can be read then
     hdf5plugin = None
 
-REQUIRED = ("obs", "logits", "actions", "episode", "proj_dirs", "proj_grads", "committed", "episodes")
+REQUIRED = ("obs", "logits", "actions", "episode", "committed", "episodes")
+GRADIENTS = ("proj_dirs", "proj_grads")  # absent from gradient-free recordings (--projections 0) only
+
+
+def has_gradients(f: h5py.File) -> bool:
+    """Whether a recording holds directions and projected gradients (K > 0), so Sobolev training can use them."""
+    return int(f.attrs.get("projections", 1)) > 0
 
 
 def open_recording(path: str | Path, require_complete: bool = True) -> h5py.File:
@@ -29,6 +35,8 @@ def open_recording(path: str | Path, require_complete: bool = True) -> h5py.File
     except OSError as exc:
         raise UserError(f"{path} is not a readable HDF5 file ({exc}); it may be corrupt: record it again") from None
     missing = [name for name in REQUIRED if name not in f]
+    if "projections" in f.attrs and has_gradients(f):
+        missing += [name for name in GRADIENTS if name not in f]
     if missing or "schema_version" not in f.attrs:
         f.close()
         raise UserError(f"{path} is not a sobolev-distill recording (missing {', '.join(missing) or 'attributes'})")
@@ -61,10 +69,11 @@ def summary(path: str | Path) -> dict:
     with open_recording(path, require_complete=False) as f:
         n = int(f["committed"][0])
         eps = episode_table(f)
-        raw = sum(int(np.prod(f[k].shape)) * f[k].dtype.itemsize for k in ("obs", "logits", "actions", "episode",
-                                                                          "proj_dirs", "proj_grads"))
-        stored = {k: f[k].id.get_storage_size() for k in ("obs", "proj_grads")}
-        raw_parts = {k: int(np.prod(f[k].shape)) * f[k].dtype.itemsize for k in ("obs", "proj_grads")}
+        per_state = [k for k in ("obs", "logits", "actions", "episode", *GRADIENTS) if k in f]
+        raw = sum(int(np.prod(f[k].shape)) * f[k].dtype.itemsize for k in per_state)
+        compressed = [k for k in ("obs", "proj_grads") if k in f]
+        stored = {k: f[k].id.get_storage_size() for k in compressed}
+        raw_parts = {k: int(np.prod(f[k].shape)) * f[k].dtype.itemsize for k in compressed}
         done = eps["complete"].astype(bool)
         return {
             "path": str(path), "game": str(f.attrs["game"]), "teacher_sha256": str(f.attrs["teacher_sha256"]),
@@ -76,5 +85,6 @@ def summary(path: str | Path) -> dict:
             "file_bytes": os.path.getsize(path), "bytes_per_state": os.path.getsize(path) / max(n, 1),
             "raw_bytes": raw,
             "compression_obs": raw_parts["obs"] / max(stored["obs"], 1),
-            "compression_grads": raw_parts["proj_grads"] / max(stored["proj_grads"], 1),
+            "compression_grads": (raw_parts["proj_grads"] / max(stored["proj_grads"], 1)
+                                  if "proj_grads" in stored else None),
         }

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 import distill
 from distill.data import TrainingData, _read_rows, heldout_blocks, recording_episodes, split_by_episodes
-from distill.dataset_file import open_recording
+from distill.dataset_file import has_gradients, open_recording
 from distill.errors import UserError
 from distill.lives import before_life_loss, read_lives
 from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES, distillation_loss, policy_kl
@@ -140,21 +140,31 @@ def evaluate_loaded(student: torch.nn.Module, obs_uint8: torch.Tensor, teacher: 
     return _metrics(sums, len(obs_uint8))
 
 
-def find_latest_recording(game: str, data_dir: Path = Path("data")) -> Path:
-    """Newest complete recording of ``game`` anywhere under ``data_dir``.
+def find_latest_recording(game: str, data_dir: Path = Path("data"), needs_gradients: bool = False) -> Path:
+    """Newest complete recording of ``game`` anywhere under ``data_dir``; with ``needs_gradients``, the newest that
+    holds input gradients (Sobolev training on recorded directions cannot use a gradient-free one).
 
     Each file's own attributes decide: its ``game`` (not its name, which the user may have chosen freely) and when
     it was finished (not its modification time, which a copy or a read-write open changes).
     """
     found: list[tuple[str, float, Path]] = []
+    gradient_free = 0
     for path in sorted(data_dir.rglob("*.h5")):
         try:
             f = open_recording(path)
         except UserError:
             continue  # incomplete, corrupt or not a recording: never chosen
         with f:
-            if str(f.attrs["game"]) == game:
-                found.append((str(f.attrs.get("finished", "")), path.stat().st_mtime, path))
+            if str(f.attrs["game"]) != game:
+                continue
+            if needs_gradients and not has_gradients(f):
+                gradient_free += 1
+                continue
+            found.append((str(f.attrs.get("finished", "")), path.stat().st_mtime, path))
+    if not found and gradient_free:
+        raise UserError(f"the recordings of {game} under {data_dir} hold no input gradients (--projections 0); pass "
+                        f"--teacher {game} to draw them from the live teacher, train with --alpha 0, or record with "
+                        f"`distill-record --game {game}`")
     if not found:
         raise UserError(f"no complete recording of {game} under {data_dir}; make one with "
                         f"`distill-record --game {game}` or pass --dataset FILE")
@@ -225,6 +235,9 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     episode_of_state, attrs = recording_episodes(dataset)
     if str(attrs["game"]) != cfg.game:
         raise UserError(f"{dataset} is a recording of {attrs['game']}, not {cfg.game}; pass --game {attrs['game']}")
+    if cfg.alpha > 0 and not cfg.teacher and int(attrs.get("projections", 1)) == 0:
+        raise UserError(f"{dataset} holds no input gradients (recorded with --projections 0): pass --teacher "
+                        f"{attrs['teacher_path']} to draw them from the live teacher, or train with --alpha 0")
     n_actions = int(attrs["n_actions"])
     split = split_by_episodes(episode_of_state, cfg.fraction, cfg.split_seed)
 
@@ -310,7 +323,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).to(device)
         obs, teacher_logits, dirs, grads = data.batch(idx)
         if live is not None:
-            dirs, grads = live_projections(live, obs, n_actions, int(attrs["projections"]), gen)
+            # as many fresh directions per state as the recording holds, one for a gradient-free recording
+            dirs, grads = live_projections(live, obs, n_actions, max(1, int(attrs["projections"])), gen)
         out = distillation_loss(student, obs, teacher_logits, cfg.alpha, dirs, grads, cfg.kl, cfg.distance)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)

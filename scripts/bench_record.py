@@ -96,12 +96,15 @@ def main(argv=None) -> int:
         with h5py.File(out, "r") as f:
             rate = float(f.attrs["last_run_states"]) / float(f.attrs["last_run_seconds"])
         size = out.stat().st_size
-        print(f"bare teacher forward+backward (batch {args.envs}, K={args.projections}): {bound:8.1f} states/s")
+        passes = "forward+backward" if args.projections else "forward only"
+        print(f"bare teacher {passes} (batch {args.envs}, K={args.projections}): {bound:8.1f} states/s")
         print(f"recording ({args.states} states, env stepping and HDF5 writes included):  {rate:8.1f} states/s "
               f"(steady state; {args.states / elapsed:.1f} states/s counting environment start-up)")
         print(f"ratio recording / bare bound: {rate / bound:.2f}")
         print(f"on disk: {size / args.states / 1024:.1f} KiB per state ({size / 2**20:.1f} MiB for {args.states} states)")
-        if not args.skip_codecs:
+        if not args.skip_codecs and args.projections == 0:
+            print("\ncodec comparison skipped: a gradient-free recording (K=0) holds no gradient maps")
+        elif not args.skip_codecs:
             print("\ncodec       data        ratio   write MB/s   read MB/s")
             for row in codec_table(out):
                 print(f"{row['codec']:11s} {row['data']:10s} {row['ratio']:7.2f} {row['write_MBps']:11.1f} "

@@ -183,6 +183,10 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     game = str(attrs["game"])
+    if int(attrs.get("projections", 1)) == 0 and any(a > 0 for a in args.alphas) and not args.teacher:
+        print(f"error: {args.dataset} holds no input gradients (recorded with --projections 0): pass --teacher {game} "
+              "to draw them from the live teacher, or --alphas 0", file=sys.stderr)
+        return 2
     if args.reuse_from is not None and not (args.reuse_from / "metrics").is_dir():
         print(f"error: --reuse-from {args.reuse_from} holds no metrics/ folder; pass a folder written by --publish",
               file=sys.stderr)

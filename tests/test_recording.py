@@ -114,12 +114,39 @@ def test_builtin_codecs_work_without_hdf5plugin(tmp_path, monkeypatch):
         assert np.isfinite(f["proj_grads"][:].astype(np.float32)).all()
 
 
+def test_gradient_free_recording_holds_frames_and_logits_and_resumes(tmp_path):
+    """--projections 0: no directions and no gradients, the teacher's exact logits, a much smaller file, resumable."""
+    teacher = TinyTeacher()
+    out = tmp_path / "k0.h5"
+    record(RecordConfig(game="Breakout", states=40, projections=0, envs=2, seed=1, codec="lzf"), teacher, out,
+           progress=False)
+    record(RecordConfig(game="Breakout", states=80, projections=0, envs=2, seed=1, codec="lzf"), teacher, out,
+           resume=True, progress=False)
+    with open_recording(out) as f:
+        assert "proj_dirs" not in f and "proj_grads" not in f and int(f.attrs["projections"]) == 0
+        assert f["obs"].shape == (80, 4, 84, 84) and f["lives"].shape == (80,) and int(f.attrs["resumes"]) == 1
+        obs, logits = f["obs"][:], f["logits"][:]
+    with torch.no_grad():
+        expected = teacher(torch.as_tensor(obs).float() / 255).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+    info = summary(out)
+    assert info["projections"] == 0 and info["compression_grads"] is None
+    with_grads = tmp_path / "k1.h5"
+    record(RecordConfig(game="Breakout", states=80, projections=1, envs=2, seed=1, codec="lzf"), teacher, with_grads,
+           progress=False)
+    assert out.stat().st_size < with_grads.stat().st_size / 2
+    with h5py.File(with_grads, "a") as f:  # a file that promises gradients but lost them is not a recording
+        del f["proj_grads"]
+    with pytest.raises(UserError, match="missing proj_grads"):
+        open_recording(with_grads)
+
+
 def test_bad_record_settings_are_refused(tmp_path):
     teacher = TinyTeacher()
     with pytest.raises(UserError, match="--states must be at least 1"):
         record(RecordConfig(game="Breakout", states=0), teacher, tmp_path / "a.h5")
-    with pytest.raises(UserError, match="--projections must be at least 1"):
-        record(RecordConfig(game="Breakout", states=5, projections=0), teacher, tmp_path / "a.h5")
+    with pytest.raises(UserError, match="--projections must be at least 0"):
+        record(RecordConfig(game="Breakout", states=5, projections=-1), teacher, tmp_path / "a.h5")
     with pytest.raises(UserError, match="plays Breakout, not Pong"):
         record(RecordConfig(game="Pong", states=5), teacher, tmp_path / "a.h5")
     with pytest.raises(UserError, match="unknown game"):

@@ -254,6 +254,16 @@ def test_latest_recording_is_chosen_by_its_own_game_and_finish_time(recording, t
     assert find_latest_recording("Breakout", tmp_path / "data") == newest
     with pytest.raises(UserError, match="no complete recording of Pong"):
         find_latest_recording("Pong", tmp_path / "data")  # a Breakout recording is never taken for another game
+    gradient_free = copy("recordings/breakout-k0.h5", "2026-09-01T00:00:00+00:00")  # newer, but without gradients
+    with h5py.File(gradient_free, "a") as f:
+        f.attrs["projections"] = 0
+        del f["proj_dirs"], f["proj_grads"]
+    assert find_latest_recording("Breakout", tmp_path / "data") == gradient_free
+    assert find_latest_recording("Breakout", tmp_path / "data", needs_gradients=True) == newest
+    for path in (newest, older):
+        path.unlink()
+    with pytest.raises(UserError, match="hold no input gradients .* --teacher Breakout"):
+        find_latest_recording("Breakout", tmp_path / "data", needs_gradients=True)
 
 
 def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_models, capsys):
@@ -434,6 +444,26 @@ def test_training_with_the_live_teacher_and_refusing_another(sb3_recording, sb3_
         train(cfg(sb3_recording, alpha=1.0, teacher=str(sb3_models["ppo_breakout"])), tmp_path / "other",
               torch.device("cpu"), progress=False)
     assert not (tmp_path / "other").exists()
+
+
+def test_gradient_free_recording_trains_kl_only_or_with_the_live_teacher(sb3_models, tmp_path, capsys):
+    from teachers.load import load_teacher
+
+    path = tmp_path / "k0.h5"
+    record(RecordConfig(game="Breakout", states=160, envs=4, seed=0, epsilon=0.5, codec="lzf", projections=0),
+           load_teacher(sb3_models["a2c_breakout"], game="Breakout"), path, progress=False)
+    with pytest.raises(UserError, match="holds no input gradients .* --teacher"):
+        train(cfg(path, alpha=1.0), tmp_path / "refused", torch.device("cpu"), progress=False)
+    assert not (tmp_path / "refused").exists()
+    figure4 = _script_module("figure4")
+    assert figure4.main(["--dataset", str(path), "--out", str(tmp_path / "grid"), "--alphas", "0", "1"]) == 2
+    assert "holds no input gradients" in capsys.readouterr().err and not (tmp_path / "grid").exists()
+    assert np.isfinite(train(cfg(path, alpha=0.0), tmp_path / "kl", torch.device("cpu"), progress=False)["test_kl"])
+    final = train(cfg(path, alpha=1.0, teacher=str(sb3_models["a2c_breakout"])), tmp_path / "live",
+                  torch.device("cpu"), progress=False)
+    assert np.isfinite(final["test_kl"])
+    rows = (tmp_path / "live" / "metrics.csv").read_text().splitlines()[1:]
+    assert all(float(row.split(",")[4]) > 0 for row in rows)  # the Sobolev term was trained on live directions
 
 
 def test_grid_flags_give_the_live_teacher_to_sobolev_runs_only(tmp_path):

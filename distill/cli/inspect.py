@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.dataset_file import open_recording, summary
+from distill.dataset_file import has_gradients, open_recording, summary
 from distill.device import exact_float32, resolve_device
 from distill.errors import UserError, cli_entry
 
@@ -42,14 +42,17 @@ def verify(path: Path, teacher_spec: str | None, samples: int, seed: int, device
             raise UserError(f"teacher {teacher.path} has sha256 {teacher.sha256[:12]}, but {path} was recorded with "
                             f"{str(f.attrs['teacher_sha256'])[:12]}; pass the recording's teacher with --teacher")
         idx = np.sort(np.random.default_rng(seed).choice(n, size=min(samples, n), replace=False))
-        obs, logits, dirs, grads = (f[k][idx] for k in ("obs", "logits", "proj_dirs", "proj_grads"))
+        obs, logits = f["obs"][idx], f["logits"][idx]
+        dirs, grads = (f["proj_dirs"][idx], f["proj_grads"][idx]) if has_gradients(f) else (None, None)
     x = torch.as_tensor(obs).float().div(255).to(device).requires_grad_(True)
     fresh_logits = teacher(x)
-    fresh = input_gradients(torch.log_softmax(fresh_logits.float(), 1), x, torch.as_tensor(dirs).to(device),
-                            create_graph=False).cpu().double()
-    stored = torch.as_tensor(grads.astype(np.float64))
-    rel = ((stored - fresh).flatten(2).norm(dim=2) / fresh.flatten(2).norm(dim=2).clamp_min(1e-12)).max().item()
     logit_err = np.abs(fresh_logits.detach().cpu().numpy() - logits).max()
+    rel = None  # a gradient-free recording (K = 0) has only logits to verify
+    if dirs is not None:
+        fresh = input_gradients(torch.log_softmax(fresh_logits.float(), 1), x, torch.as_tensor(dirs).to(device),
+                                create_graph=False).cpu().double()
+        stored = torch.as_tensor(grads.astype(np.float64))
+        rel = ((stored - fresh).flatten(2).norm(dim=2) / fresh.flatten(2).norm(dim=2).clamp_min(1e-12)).max().item()
     return {"verified_states": int(len(idx)), "max_relative_grad_error": rel, "max_abs_logit_error": float(logit_err)}
 
 
@@ -71,13 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         f"  episodes   {info['episodes']} ({info['complete_episodes']} complete; mean score "
         f"{'n/a' if mean is None else f'{mean:.1f}'}), behaviour {info['behaviour']}; lives "
         f"{'stored' if info['lives_stored'] else 'not stored (distill-add-lives FILE adds them)'}",
-        f"  gradients  K={info['projections']} projections, {info['grad_dtype']}",
+        (f"  gradients  K={info['projections']} projections, {info['grad_dtype']}" if info["projections"] else
+         "  gradients  none (K=0): Sobolev training draws them from the live teacher (distill-train --teacher)"),
         f"  size       {info['file_bytes'] / 2**20:.1f} MiB, {info['bytes_per_state'] / 1024:.1f} KiB/state; "
-        f"{info['codec']} compression: frames {info['compression_obs']:.0f}x, gradients {info['compression_grads']:.2f}x",
+        f"{info['codec']} compression: frames {info['compression_obs']:.0f}x"
+        + (f", gradients {info['compression_grads']:.2f}x" if info["compression_grads"] is not None else ""),
     ]
     if args.verify:
-        lines.append(f"  verify     {info['verified_states']} states: max relative gradient error "
-                     f"{info['max_relative_grad_error']:.2e}, max logit error {info['max_abs_logit_error']:.2e}")
+        grad_err = info["max_relative_grad_error"]
+        lines.append(f"  verify     {info['verified_states']} states: "
+                     + ("" if grad_err is None else f"max relative gradient error {grad_err:.2e}, ")
+                     + f"max logit error {info['max_abs_logit_error']:.2e}")
     print("\n".join(lines))
     return 0
 

@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     game = canonical_game(args.game)
-    dataset = args.dataset or find_latest_recording(game)
+    # recorded-direction Sobolev training needs a recording with gradients; KL-only and live-teacher runs take any
+    dataset = args.dataset or find_latest_recording(game, needs_gradients=args.alpha > 0 and not args.teacher)
     cfg = training_config(args, dataset, game, args.alpha, args.fraction, args.seed)
     cfg.validate()
     out = args.out or Path("data/runs") / f"{game.lower()}-{args.student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
