@@ -5,10 +5,10 @@
 
 ``--students`` and ``--teacher`` take ``distill-eval --json`` files or teacher cards; several files on
 one side are pooled game by game, per mode (seeds of a method, or extra evaluations of the teacher; a file
-adds its games to the modes it has). The
-interval treats games as independent draws, which is what a criterion like "at least 80% of the
-teacher's mean score" is about; it does not model seed-to-seed variation separately (the per-file
-ratios are printed so that it can be seen).
+adds its games to the modes it has). The first interval treats games as independent draws: how sure we are
+about *these* students. With two or more student files a second one resamples the students first, then their
+games (``ratio_interval_by_student``): how sure we are about students trained this way, seed-to-seed
+differences included. The per-file ratios are printed too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.errors import cli_entry  # noqa: E402
-from distill.scores import pooled_returns, ratio_interval, returns_by_mode  # noqa: E402
+from distill.scores import pooled_returns, ratio_interval, ratio_interval_by_student, returns_by_mode  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         report["modes"][mode] = {**pooled.as_dict(), "student_mean": student_mean, "teacher_mean": teacher_mean,
                                  "per_file_ratio": per_file}
         print(f"{mode:6s}: students {student_mean:.1f}, teacher {teacher_mean:.1f}: {pooled}")
+        groups = [found[mode] for found in per_student_file.values() if mode in found]
+        if len(groups) >= 2:
+            by_student = ratio_interval_by_student(groups, teacher[mode], level=args.level)
+            report["modes"][mode]["by_student"] = by_student.as_dict()
+            print(f"        students resampled, then their games: {by_student}")
         print("        per file: " + ", ".join(f"{Path(p).stem} {100 * r:.0f}%" for p, r in per_file.items()))
     if not report["modes"]:
         print("no action-selection mode is common to the students and the teacher", file=sys.stderr)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from distill.errors import UserError
-from distill.scores import pooled_returns, ratio_interval, returns_by_mode
+from distill.scores import pooled_returns, ratio_interval, ratio_interval_by_student, returns_by_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +57,26 @@ def test_constant_scores_give_a_point_interval_and_bad_input_is_refused():
         ratio_interval([5, 6], [7, 8], level=95)
 
 
+def test_resampling_students_widens_the_interval_only_when_students_differ():
+    rng = np.random.default_rng(0)
+    teacher = rng.gamma(4, 25, 150)
+    alike = [rng.gamma(4, 20, 60) for _ in range(3)]  # three students that play alike
+    pooled, by_student = ratio_interval(np.concatenate(alike), teacher), ratio_interval_by_student(alike, teacher)
+    assert by_student.ratio == pytest.approx(pooled.ratio)  # equal game counts: the same point estimate
+    assert by_student.low < by_student.ratio < by_student.high
+    assert by_student.high - by_student.low < 1.5 * (pooled.high - pooled.low)
+    apart = [rng.gamma(4, 5, 60), rng.gamma(4, 20, 60), rng.gamma(4, 35, 60)]  # one weak and one strong seed
+    pooled, by_student = ratio_interval(np.concatenate(apart), teacher), ratio_interval_by_student(apart, teacher)
+    assert by_student.high - by_student.low > 3 * (pooled.high - pooled.low)
+    # each student weighs the same, however many games it played
+    assert ratio_interval_by_student([[10, 10], [30, 30, 30, 30]], [20, 20]).ratio == pytest.approx(1.0)
+    assert ratio_interval_by_student(apart, teacher) == ratio_interval_by_student(apart, teacher)  # fixed seed
+    with pytest.raises(UserError, match="at least 2 of them"):
+        ratio_interval_by_student([[1, 2, 3]], teacher)
+    with pytest.raises(UserError, match="at least 2 games per student"):
+        ratio_interval_by_student([[1, 2], [3]], teacher)
+
+
 def _eval_json(path: Path, student: dict, teacher: dict | None = None) -> Path:
     def modes(returns_by):
         return {m: {"mode": m, "episodes": len(r), "mean_return": float(np.mean(r)), "returns": r}
@@ -99,7 +119,9 @@ def test_score_ratio_script_pools_seeds(tmp_path):
     card = returns_by_mode(ROOT / "teachers" / "cards" / "breakout.json")
     assert report["modes"]["sample"]["ratio"] == pytest.approx(60 / np.mean(card["sample"]))
     assert report["modes"]["greedy"]["per_file_ratio"][str(s1)] == pytest.approx(110 / np.mean(card["greedy"]))
-    assert "CI" in done.stdout
+    assert "CI" in done.stdout and "students resampled" in done.stdout
+    by_student = report["modes"]["sample"]["by_student"]
+    assert by_student["ratio"] == pytest.approx(report["modes"]["sample"]["ratio"])
     missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "score_ratio.py"), "--students", "nope.json",
                               "--teacher", str(s0)], capture_output=True, text=True, cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
