@@ -88,41 +88,44 @@ def ratio_interval(numerator: Sequence[float], denominator: Sequence[float], lev
     return RatioInterval(ratio, low, high, level, num.size, den.size)
 
 
-def ratio_interval_by_student(groups: Sequence[Sequence[float]], denominator: Sequence[float], level: float = 0.95,
-                              resamples: int = 9999, seed: int = 0) -> RatioInterval:
-    """Ratio of the students' mean score (each student weighted equally) to the reference's, with a two-level
-    percentile bootstrap: students are resampled, then each drawn student's games, then the reference's games.
+def _two_level_means(groups: list[np.ndarray], resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """``resamples`` bootstrap means of the policies' mean scores: the policies are resampled, then each drawn policy's
+    games (a policy drawn twice in one replicate gets two independent resamples). One policy: its games only."""
+    n = len(groups)
+    game_means = np.stack([g[rng.integers(0, g.size, (resamples, n, g.size))].mean(axis=2) for g in groups])
+    drawn = rng.integers(0, n, (resamples, n)) if n > 1 else np.zeros((resamples, 1), dtype=np.int64)
+    return game_means[drawn, np.arange(resamples)[:, None], np.arange(n)[None, :]].mean(axis=1)
+
+
+def ratio_interval_by_student(groups: Sequence[Sequence[float]], reference: Sequence[Sequence[float]],
+                              level: float = 0.95, resamples: int = 9999, seed: int = 0) -> RatioInterval:
+    """Ratio of the students' mean score (each student weighted equally) to the reference policies', with a two-level
+    percentile bootstrap: the students are resampled, then each drawn student's games; the same on the reference
+    side, which is one group (a teacher: its games only) or several (KL-only students of three seeds).
 
     ``ratio_interval`` on pooled games answers "how sure are we about *these* students"; this one answers "about
     students trained this way", so that seed-to-seed differences (a lucky seed) widen the interval as they should.
     With few students (3 seeds) it is coarse: it cannot see a spread the students do not show.
     """
     groups = [np.asarray(g, dtype=np.float64) for g in groups]
-    den = np.asarray(denominator, dtype=np.float64)
+    reference = [np.asarray(g, dtype=np.float64) for g in reference]
     if len(groups) < 2:
         raise UserError(f"resampling students needs at least 2 of them, got {len(groups)}")
-    if min(g.size for g in groups) < 2 or den.size < 2:
-        raise UserError("a score ratio needs at least 2 games per student and for the reference")
+    if not reference or min(g.size for g in groups + reference) < 2:
+        raise UserError("a score ratio needs at least 2 games per student and per reference policy")
     if not 0 < level < 1:
         raise UserError(f"the confidence level must be in (0, 1), got {level}")
-    if den.mean() <= 0:
-        raise UserError(f"the reference policy's mean score is {den.mean():g}; a ratio to it means nothing")
+    reference_mean = float(np.mean([g.mean() for g in reference]))
+    if reference_mean <= 0:
+        raise UserError(f"the reference policies' mean score is {reference_mean:g}; a ratio to it means nothing")
     rng = np.random.default_rng(seed)
-    n = len(groups)
-    ratio = float(np.mean([g.mean() for g in groups]) / den.mean())
-    # for every replicate and every slot, one freshly resampled game mean of each student; a replicate then uses the
-    # resampled mean of the student drawn into that slot (a student drawn twice gets two independent resamples)
-    game_means = np.stack([g[rng.integers(0, g.size, (resamples, n, g.size))].mean(axis=2) for g in groups])
-    drawn = rng.integers(0, n, (resamples, n))
-    numerator = game_means[drawn, np.arange(resamples)[:, None], np.arange(n)[None, :]].mean(axis=1)
-    reference = den[rng.integers(0, den.size, (resamples, den.size))].mean(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(reference > 0, numerator / reference, np.inf)
-    if not np.isfinite(ratios).all():  # some resampled reference means are <= 0: no finite interval exists
+    ratio = float(np.mean([g.mean() for g in groups]) / reference_mean)
+    numerator, denominator = _two_level_means(groups, resamples, rng), _two_level_means(reference, resamples, rng)
+    if (denominator <= 0).any():  # some resampled reference means are <= 0: no finite interval exists
         low = high = float("nan")
     else:
-        low, high = (float(q) for q in np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2]))
-    return RatioInterval(ratio, low, high, level, int(sum(g.size for g in groups)), int(den.size))
+        low, high = (float(q) for q in np.quantile(numerator / denominator, [(1 - level) / 2, (1 + level) / 2]))
+    return RatioInterval(ratio, low, high, level, int(sum(g.size for g in groups)), int(sum(g.size for g in reference)))
 
 
 def returns_by_mode(path: Path, policy: str = "auto") -> dict[str, list[float]]:
@@ -143,6 +146,28 @@ def returns_by_mode(path: Path, policy: str = "auto") -> dict[str, list[float]]:
     if not isinstance(modes, dict) or not all(isinstance(m, dict) and "returns" in m for m in modes.values()):
         raise UserError(f"{path} holds no per-game scores: expected a distill-eval --json file or a teacher card")
     return {mode: [float(r) for r in summary["returns"]] for mode, summary in modes.items()}
+
+
+def policy_identity(path: Path, policy: str = "auto") -> str:
+    """Which policy played the games of a score file: ``run:DIR`` for a student (its training run), ``sha256:H`` for a
+    teacher (card, teacher evaluation, or the teacher played alongside a student with ``policy="teacher"``)."""
+    data = json.loads(Path(path).read_text())  # returns_by_mode has already refused unreadable files
+    if policy == "teacher" and isinstance(data.get("teacher"), dict):
+        data = data["teacher"]
+    if data.get("policy") == "student" and data.get("run"):
+        return f"run:{data['run']}"
+    return f"sha256:{data.get('sha256', path)}"
+
+
+def returns_by_policy(paths: Sequence[Path], policy: str = "auto") -> dict[str, dict[str, list[float]]]:
+    """Scores per mode of each distinct policy in ``paths`` (files of one student or one teacher pooled), in order."""
+    grouped: dict[str, dict[str, list[float]]] = {}
+    for path in paths:
+        found = returns_by_mode(path, policy)
+        modes = grouped.setdefault(policy_identity(path, policy), {})
+        for mode, returns in found.items():
+            modes.setdefault(mode, []).extend(returns)
+    return grouped
 
 
 def pooled_returns(paths: Sequence[Path], policy: str = "auto") -> dict[str, list[float]]:

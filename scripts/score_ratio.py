@@ -6,9 +6,10 @@
 ``--students`` and ``--teacher`` take ``distill-eval --json`` files or teacher cards; several files on
 one side are pooled game by game, per mode (seeds of a method, or extra evaluations of the teacher; a file
 adds its games to the modes it has). The first interval treats games as independent draws: how sure we are
-about *these* students. With two or more student files a second one resamples the students first, then their
-games (``ratio_interval_by_student``): how sure we are about students trained this way, seed-to-seed
-differences included. The per-file ratios are printed too.
+about *these* students. With two or more students (told apart by their training run) a second one resamples
+the students first, then their games (``ratio_interval_by_student``): how sure we are about students trained
+this way, seed-to-seed differences included; when the reference is itself several students (KL-only seeds), they
+are resampled the same way. The per-file ratios are printed too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.errors import cli_entry  # noqa: E402
-from distill.scores import pooled_returns, ratio_interval, ratio_interval_by_student, returns_by_mode  # noqa: E402
+from distill.scores import (pooled_returns, ratio_interval, ratio_interval_by_student, returns_by_mode,  # noqa: E402
+                            returns_by_policy)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     teacher = pooled_returns(args.teacher, policy="teacher")
     per_student_file = {str(p): returns_by_mode(p) for p in args.students}
     students = pooled_returns(args.students)
+    student_policies = returns_by_policy(args.students)  # one entry per student, whatever its number of files
+    reference_policies = returns_by_policy(args.teacher, policy="teacher")
     report: dict = {"students": [str(p) for p in args.students], "teacher": [str(p) for p in args.teacher],
                     "modes": {}}
     for mode in [m for m in students if m in teacher]:
@@ -53,11 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         report["modes"][mode] = {**pooled.as_dict(), "student_mean": student_mean, "teacher_mean": teacher_mean,
                                  "per_file_ratio": per_file}
         print(f"{mode:6s}: students {student_mean:.1f}, teacher {teacher_mean:.1f}: {pooled}")
-        groups = [found[mode] for found in per_student_file.values() if mode in found]
+        groups = [found[mode] for found in student_policies.values() if mode in found]
+        reference = [found[mode] for found in reference_policies.values() if mode in found]
         if len(groups) >= 2:
-            by_student = ratio_interval_by_student(groups, teacher[mode], level=args.level)
+            by_student = ratio_interval_by_student(groups, reference, level=args.level)
             report["modes"][mode]["by_student"] = by_student.as_dict()
-            print(f"        students resampled, then their games: {by_student}")
+            both = " (the reference's students too)" if len(reference) > 1 else ""
+            print(f"        students resampled, then their games{both}: {by_student}")
         print("        per file: " + ", ".join(f"{Path(p).stem} {100 * r:.0f}%" for p, r in per_file.items()))
     if not report["modes"]:
         print("no action-selection mode is common to the students and the teacher", file=sys.stderr)

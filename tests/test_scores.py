@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from distill.errors import UserError
-from distill.scores import pooled_returns, ratio_interval, ratio_interval_by_student, returns_by_mode
+from distill.scores import (pooled_returns, ratio_interval, ratio_interval_by_student, returns_by_mode,
+                            returns_by_policy)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,30 +62,35 @@ def test_resampling_students_widens_the_interval_only_when_students_differ():
     rng = np.random.default_rng(0)
     teacher = rng.gamma(4, 25, 150)
     alike = [rng.gamma(4, 20, 60) for _ in range(3)]  # three students that play alike
-    pooled, by_student = ratio_interval(np.concatenate(alike), teacher), ratio_interval_by_student(alike, teacher)
+    pooled, by_student = ratio_interval(np.concatenate(alike), teacher), ratio_interval_by_student(alike, [teacher])
     assert by_student.ratio == pytest.approx(pooled.ratio)  # equal game counts: the same point estimate
     assert by_student.low < by_student.ratio < by_student.high
     assert by_student.high - by_student.low < 1.5 * (pooled.high - pooled.low)
     apart = [rng.gamma(4, 5, 60), rng.gamma(4, 20, 60), rng.gamma(4, 35, 60)]  # one weak and one strong seed
-    pooled, by_student = ratio_interval(np.concatenate(apart), teacher), ratio_interval_by_student(apart, teacher)
+    pooled, by_student = ratio_interval(np.concatenate(apart), teacher), ratio_interval_by_student(apart, [teacher])
     assert by_student.high - by_student.low > 3 * (pooled.high - pooled.low)
     # each student weighs the same, however many games it played
-    assert ratio_interval_by_student([[10, 10], [30, 30, 30, 30]], [20, 20]).ratio == pytest.approx(1.0)
-    assert ratio_interval_by_student(apart, teacher) == ratio_interval_by_student(apart, teacher)  # fixed seed
+    assert ratio_interval_by_student([[10, 10], [30, 30, 30, 30]], [[20, 20]]).ratio == pytest.approx(1.0)
+    assert ratio_interval_by_student(apart, [teacher]) == ratio_interval_by_student(apart, [teacher])  # fixed seed
     with pytest.raises(UserError, match="at least 2 of them"):
-        ratio_interval_by_student([[1, 2, 3]], teacher)
+        ratio_interval_by_student([[1, 2, 3]], [teacher])
     with pytest.raises(UserError, match="at least 2 games per student"):
-        ratio_interval_by_student([[1, 2], [3]], teacher)
+        ratio_interval_by_student([[1, 2], [3]], [teacher])
+    # a reference of several students that differ widely is resampled by student too: a wider interval
+    one_reference = ratio_interval_by_student(alike, [np.concatenate(apart)])
+    three_references = ratio_interval_by_student(alike, apart)
+    assert three_references.ratio == pytest.approx(one_reference.ratio)
+    assert three_references.high - three_references.low > 2 * (one_reference.high - one_reference.low)
 
 
-def _eval_json(path: Path, student: dict, teacher: dict | None = None) -> Path:
+def _eval_json(path: Path, student: dict, teacher: dict | None = None, run: str | None = None) -> Path:
     def modes(returns_by):
         return {m: {"mode": m, "episodes": len(r), "mean_return": float(np.mean(r)), "returns": r}
                 for m, r in returns_by.items()}
 
-    report = {"policy": "student", "modes": modes(student)}
+    report = {"policy": "student", "modes": modes(student), **({"run": run} if run else {})}
     if teacher is not None:
-        report["teacher"] = {"modes": modes(teacher)}
+        report["teacher"] = {"modes": modes(teacher), "sha256": "ab" * 32}
     path.write_text(json.dumps(report))
     return path
 
@@ -122,6 +128,20 @@ def test_score_ratio_script_pools_seeds(tmp_path):
     assert "CI" in done.stdout and "students resampled" in done.stdout
     by_student = report["modes"]["sample"]["by_student"]
     assert by_student["ratio"] == pytest.approx(report["modes"]["sample"]["ratio"])
+    # students told apart by their run: two files of one run are one student; KL-only seeds as the reference are
+    # resampled by student too
+    a = _eval_json(tmp_path / "a-sample.json", {"sample": [10, 20]}, run="runs/a")
+    a_greedy = _eval_json(tmp_path / "a-greedy.json", {"greedy": [30, 40]}, teacher={"greedy": [50, 60]}, run="runs/a")
+    b = _eval_json(tmp_path / "b.json", {"sample": [30, 50], "greedy": [70, 90]}, run="runs/b")
+    k = [_eval_json(tmp_path / f"k{i}.json", {"sample": [20 + i, 40 + i]}, run=f"runs/k{i}") for i in range(2)]
+    grouped = returns_by_policy([a, a_greedy, b])
+    assert grouped == {"run:runs/a": {"sample": [10.0, 20.0], "greedy": [30.0, 40.0]},
+                       "run:runs/b": {"sample": [30.0, 50.0], "greedy": [70.0, 90.0]}}
+    assert list(returns_by_policy([a_greedy], policy="teacher")) == ["sha256:" + "ab" * 32]
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "score_ratio.py"), "--students", str(a),
+                           str(a_greedy), str(b), "--teacher", *map(str, k)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "the reference's students too" in done.stdout
     missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "score_ratio.py"), "--students", "nope.json",
                               "--teacher", str(s0)], capture_output=True, text=True, cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
