@@ -171,13 +171,13 @@ def find_latest_recording(game: str, data_dir: Path = Path("data"), needs_gradie
     return max(found)[2]
 
 
-def _live_teacher(cfg: TrainConfig, attrs: dict, device: torch.device):
-    """The teacher that made the recording, loaded to draw fresh directions (refuses any other teacher)."""
+def recording_teacher(spec: str, dataset: str | Path, attrs: dict, device: torch.device):
+    """The teacher that made a recording, loaded to draw fresh directions (refuses any other teacher)."""
     from teachers.load import load_teacher
 
-    teacher = load_teacher(cfg.teacher, game=cfg.game, device=device)
+    teacher = load_teacher(spec, game=str(attrs["game"]), device=device)
     if teacher.sha256 != str(attrs["teacher_sha256"]):
-        raise UserError(f"--teacher {cfg.teacher} is not the teacher that made {cfg.dataset} (sha256 "
+        raise UserError(f"--teacher {spec} is not the teacher that made {dataset} (sha256 "
                         f"{teacher.sha256[:12]} vs {str(attrs['teacher_sha256'])[:12]}); pass that teacher's .zip "
                         f"({attrs.get('teacher_path', 'see distill-inspect')}) or drop --teacher")
     return teacher
@@ -274,7 +274,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         gen.set_state(state["rng"]["batch"])  # the batch generator lives on the CPU, whatever the device
 
     with_grads = cfg.alpha > 0
-    live = _live_teacher(cfg, attrs, device) if with_grads and cfg.teacher else None
+    live = recording_teacher(cfg.teacher, dataset, attrs, device) if with_grads and cfg.teacher else None
     data = TrainingData(dataset, split.train_rows, device, with_gradients=with_grads and live is None)
     capped = np.sort(np.random.default_rng(cfg.split_seed).choice(split.test_rows, min(cfg.test_cap, len(split.test_rows)),
                                                                   replace=False))

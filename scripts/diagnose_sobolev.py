@@ -25,22 +25,31 @@ from distill.data import TrainingData, recording_episodes, split_by_episodes  # 
 from distill.errors import UserError  # noqa: E402
 from distill.losses import policy_kl, sobolev_distance  # noqa: E402
 from distill.sobolev import input_gradients  # noqa: E402
-from distill.train import load_student  # noqa: E402
+from distill.train import live_projections, load_student, recording_teacher  # noqa: E402
 
 
-def held_out_batch(dataset: Path, fraction: float, split_seed: int, n: int) -> tuple[torch.Tensor, ...]:
-    """``n`` evenly spaced held-out states with their logits, directions and teacher projections."""
-    episodes, _ = recording_episodes(dataset)
+def held_out_batch(dataset: Path, fraction: float, split_seed: int, n: int,
+                   teacher: str | None = None) -> tuple[torch.Tensor, ...]:
+    """``n`` evenly spaced held-out states with their logits, directions and teacher projections. A gradient-free
+    recording (``--projections 0``) has no stored projections: they are drawn from the recording's teacher
+    (``teacher``, else the path stored in the file), one direction per state, with a fixed seed."""
+    episodes, attrs = recording_episodes(dataset)
     rows = split_by_episodes(episodes, fraction, split_seed).test_rows
     rows = rows[np.linspace(0, len(rows) - 1, min(n, len(rows))).astype(int)]
-    data = TrainingData(dataset, rows, torch.device("cpu"))
-    return data.batch(torch.arange(data.n))
+    recorded = int(attrs.get("projections", 1)) > 0
+    data = TrainingData(dataset, rows, torch.device("cpu"), with_gradients=recorded)
+    obs, logits, dirs, target = data.batch(torch.arange(data.n))
+    if not recorded:
+        live = recording_teacher(teacher or str(attrs["teacher_path"]), dataset, attrs, torch.device("cpu"))
+        dirs, target = live_projections(live, obs, int(attrs["n_actions"]), 1, torch.Generator().manual_seed(0))
+    return obs, logits, dirs, target
 
 
 def diagnose(run: Path, states: int) -> dict:
     student, info = load_student(run, which="latest")
     cfg = info["config"]
-    obs, logits, dirs, target = held_out_batch(Path(cfg["dataset"]), cfg["fraction"], cfg["split_seed"], states)
+    obs, logits, dirs, target = held_out_batch(Path(cfg["dataset"]), cfg["fraction"], cfg["split_seed"], states,
+                                               cfg.get("teacher"))
     for p in student.parameters():
         p.requires_grad_(True)
     x = obs.clone().requires_grad_(True)

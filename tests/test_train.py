@@ -464,6 +464,8 @@ def test_gradient_free_recording_trains_kl_only_or_with_the_live_teacher(sb3_mod
     assert np.isfinite(final["test_kl"])
     rows = (tmp_path / "live" / "metrics.csv").read_text().splitlines()[1:]
     assert all(float(row.split(",")[4]) > 0 for row in rows)  # the Sobolev term was trained on live directions
+    diagnosis = _script_module("diagnose_sobolev").diagnose(tmp_path / "live", states=8)  # teacher projections drawn live
+    assert diagnosis["directions"] == "live teacher" and -1.0 <= diagnosis["cosine"] <= 1.0
 
 
 def test_grid_flags_give_the_live_teacher_to_sobolev_runs_only(tmp_path):
