@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.dataset_file import episode_table, has_gradients, open_recording
+from distill.dataset_file import episode_table, has_gradients, no_gradients_error, open_recording
 from distill.errors import UserError
 
 
@@ -61,9 +61,8 @@ class TrainingData:
 
     def __init__(self, path: Path, rows: np.ndarray, device: torch.device, with_gradients: bool = True):
         with open_recording(path) as f:
-            if with_gradients and not has_gradients(f):
-                raise UserError(f"{path} holds no input gradients (recorded with --projections 0): pass --teacher "
-                                f"{f.attrs['teacher_path']} to draw them from the live teacher, or train with --alpha 0")
+            if with_gradients and not has_gradients(f.attrs):
+                raise no_gradients_error(path, f.attrs)
             self.obs = torch.from_numpy(_read_rows(f["obs"], rows)).to(device)
             self.logits = torch.from_numpy(f["logits"][:][rows]).to(device)
             self.dirs = torch.from_numpy(f["proj_dirs"][:][rows]).to(device) if with_gradients else None

@@ -20,9 +20,16 @@ REQUIRED = ("obs", "logits", "actions", "episode", "committed", "episodes")
 GRADIENTS = ("proj_dirs", "proj_grads")  # absent from gradient-free recordings (--projections 0) only
 
 
-def has_gradients(f: h5py.File) -> bool:
-    """Whether a recording holds directions and projected gradients (K > 0), so Sobolev training can use them."""
-    return int(f.attrs.get("projections", 1)) > 0
+def has_gradients(attrs) -> bool:
+    """Whether a recording (its attributes: ``f.attrs`` or a dict of them) holds directions and projected gradients
+    (K > 0), so that Sobolev training on recorded directions can use it."""
+    return int(attrs.get("projections", 1)) > 0
+
+
+def no_gradients_error(path: str | Path, attrs) -> UserError:
+    """The one-line refusal of Sobolev training on recorded directions from a gradient-free recording."""
+    return UserError(f"{path} holds no input gradients (recorded with --projections 0): pass --teacher "
+                     f"{attrs['teacher_path']} to draw them from the live teacher, or train with --alpha 0")
 
 
 def open_recording(path: str | Path, require_complete: bool = True) -> h5py.File:
@@ -35,7 +42,7 @@ def open_recording(path: str | Path, require_complete: bool = True) -> h5py.File
     except OSError as exc:
         raise UserError(f"{path} is not a readable HDF5 file ({exc}); it may be corrupt: record it again") from None
     missing = [name for name in REQUIRED if name not in f]
-    if "projections" in f.attrs and has_gradients(f):
+    if "projections" in f.attrs and has_gradients(f.attrs):
         missing += [name for name in GRADIENTS if name not in f]
     if missing or "schema_version" not in f.attrs:
         f.close()

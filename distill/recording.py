@@ -4,7 +4,7 @@ For every state s played while following the teacher, the file stores the observ
 teacher's logits, the action taken, the episode, and for k = 1..K a unit vector v_k (uniform
 on the sphere of R^A) with ``grad_s <log_softmax(teacher(s)), v_k>`` taken with respect to
 the scaled input ``obs / 255``. With K = 0 the file holds no directions and no gradients
-(``proj_dirs`` and ``proj_grads`` are absent): about 300 times smaller and several times faster
+(``proj_dirs`` and ``proj_grads`` are absent): about 220 times smaller and several times faster
 to make, for KL-only students or for Sobolev students that draw directions from the live teacher
 (``distill-train --teacher``).
 

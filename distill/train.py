@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 import distill
 from distill.data import TrainingData, _read_rows, heldout_blocks, recording_episodes, split_by_episodes
-from distill.dataset_file import has_gradients, open_recording
+from distill.dataset_file import has_gradients, no_gradients_error, open_recording
 from distill.errors import UserError
 from distill.lives import before_life_loss, read_lives
 from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES, distillation_loss, policy_kl
@@ -157,7 +157,7 @@ def find_latest_recording(game: str, data_dir: Path = Path("data"), needs_gradie
         with f:
             if str(f.attrs["game"]) != game:
                 continue
-            if needs_gradients and not has_gradients(f):
+            if needs_gradients and not has_gradients(f.attrs):
                 gradient_free += 1
                 continue
             found.append((str(f.attrs.get("finished", "")), path.stat().st_mtime, path))
@@ -235,9 +235,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     episode_of_state, attrs = recording_episodes(dataset)
     if str(attrs["game"]) != cfg.game:
         raise UserError(f"{dataset} is a recording of {attrs['game']}, not {cfg.game}; pass --game {attrs['game']}")
-    if cfg.alpha > 0 and not cfg.teacher and int(attrs.get("projections", 1)) == 0:
-        raise UserError(f"{dataset} holds no input gradients (recorded with --projections 0): pass --teacher "
-                        f"{attrs['teacher_path']} to draw them from the live teacher, or train with --alpha 0")
+    if cfg.alpha > 0 and not cfg.teacher and not has_gradients(attrs):
+        raise no_gradients_error(dataset, attrs)
     n_actions = int(attrs["n_actions"])
     split = split_by_episodes(episode_of_state, cfg.fraction, cfg.split_seed)
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.data import TrainingData, recording_episodes, split_by_episodes  # noqa: E402
+from distill.dataset_file import has_gradients  # noqa: E402
 from distill.errors import UserError  # noqa: E402
 from distill.losses import policy_kl, sobolev_distance  # noqa: E402
 from distill.sobolev import input_gradients  # noqa: E402
@@ -36,7 +37,7 @@ def held_out_batch(dataset: Path, fraction: float, split_seed: int, n: int,
     episodes, attrs = recording_episodes(dataset)
     rows = split_by_episodes(episodes, fraction, split_seed).test_rows
     rows = rows[np.linspace(0, len(rows) - 1, min(n, len(rows))).astype(int)]
-    recorded = int(attrs.get("projections", 1)) > 0
+    recorded = has_gradients(attrs)
     data = TrainingData(dataset, rows, torch.device("cpu"), with_gradients=recorded)
     obs, logits, dirs, target = data.batch(torch.arange(data.n))
     if not recorded:

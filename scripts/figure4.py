@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from distill.dataset_file import has_gradients, no_gradients_error  # noqa: E402
 from distill.device import resolve_device  # noqa: E402
 from distill.errors import UserError, cli_entry  # noqa: E402
 from distill.cli.train import add_training_arguments, training_config  # noqa: E402
@@ -183,9 +184,8 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     game = str(attrs["game"])
-    if int(attrs.get("projections", 1)) == 0 and any(a > 0 for a in args.alphas) and not args.teacher:
-        print(f"error: {args.dataset} holds no input gradients (recorded with --projections 0): pass --teacher {game} "
-              "to draw them from the live teacher, or --alphas 0", file=sys.stderr)
+    if not has_gradients(attrs) and any(a > 0 for a in args.alphas) and not args.teacher:
+        print(f"error: {no_gradients_error(args.dataset, attrs)} (here: --alphas 0)", file=sys.stderr)
         return 2
     if args.reuse_from is not None and not (args.reuse_from / "metrics").is_dir():
         print(f"error: --reuse-from {args.reuse_from} holds no metrics/ folder; pass a folder written by --publish",

@@ -43,7 +43,7 @@ def verify(path: Path, teacher_spec: str | None, samples: int, seed: int, device
                             f"{str(f.attrs['teacher_sha256'])[:12]}; pass the recording's teacher with --teacher")
         idx = np.sort(np.random.default_rng(seed).choice(n, size=min(samples, n), replace=False))
         obs, logits = f["obs"][idx], f["logits"][idx]
-        dirs, grads = (f["proj_dirs"][idx], f["proj_grads"][idx]) if has_gradients(f) else (None, None)
+        dirs, grads = (f["proj_dirs"][idx], f["proj_grads"][idx]) if has_gradients(f.attrs) else (None, None)
     x = torch.as_tensor(obs).float().div(255).to(device).requires_grad_(True)
     fresh_logits = teacher(x)
     logit_err = np.abs(fresh_logits.detach().cpu().numpy() - logits).max()

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "unpickles code from it: only load files you trust")
     p.add_argument("--states", type=int, default=100_000, help="states to record (default 100000)")
     p.add_argument("--projections", type=int, default=1,
-                   help="random projections K per state (default 1); 0 records no gradients, ~300x smaller and "
+                   help="random projections K per state (default 1); 0 records no gradients, ~220x smaller and "
                         "faster to make: for --alpha 0, or for distill-train --teacher (fresh directions)")
     p.add_argument("--grad-dtype", choices=tuple(GRAD_DTYPES), default="float16",
                    help="storage type of the gradient maps (default float16: half the size, ~1e-3 relative error)")
