@@ -33,3 +33,9 @@ python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.01-a1-s*-6
 echo "== fraction 0.01, second recording: live-teacher Sobolev over KL-only"
 python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.01-a1-s*-60-s1000.json \
     --teacher $here/student8k-rec1-kl-f0.01-a0-s*-60-s1000.json
+echo "== fraction 0.5, second recording: KL-only and live-teacher Sobolev students against the teacher"
+python scripts/score_ratio.py --students $here/student8k-rec1-kl-f0.5-a0-s*-60-s1000.json --teacher $teacher
+python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.5-a1-s*-60-s1000.json --teacher $teacher
+echo "== fraction 0.5, second recording: live-teacher Sobolev over KL-only"
+python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.5-a1-s*-60-s1000.json \
+    --teacher $here/student8k-rec1-kl-f0.5-a0-s*-60-s1000.json
