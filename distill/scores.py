@@ -128,12 +128,8 @@ def ratio_interval_by_student(groups: Sequence[Sequence[float]], reference: Sequ
     return RatioInterval(ratio, low, high, level, int(sum(g.size for g in groups)), int(sum(g.size for g in reference)))
 
 
-def returns_by_mode(path: Path, policy: str = "auto") -> dict[str, list[float]]:
-    """Per-game scores, by action-selection mode, from any JSON the toolkit writes about game play.
-
-    Understands ``distill-eval --json`` files (the evaluated policy, or with ``policy="teacher"`` the
-    teacher played alongside a student) and teacher cards (``teachers/cards/*.json``).
-    """
+def _read_score_file(path: Path, policy: str = "auto") -> dict:
+    """The JSON of a score file, narrowed to the teacher played alongside when ``policy="teacher"`` asks for it."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -142,30 +138,44 @@ def returns_by_mode(path: Path, policy: str = "auto") -> dict[str, list[float]]:
         raise UserError(f"{path} is not a readable JSON file ({exc})") from None
     if policy == "teacher" and isinstance(data.get("teacher"), dict):
         data = data["teacher"]
+    return data
+
+
+def _modes(data: dict, path: Path) -> dict[str, list[float]]:
     modes = data.get("modes") or data.get("evaluation")
     if not isinstance(modes, dict) or not all(isinstance(m, dict) and "returns" in m for m in modes.values()):
         raise UserError(f"{path} holds no per-game scores: expected a distill-eval --json file or a teacher card")
     return {mode: [float(r) for r in summary["returns"]] for mode, summary in modes.items()}
 
 
-def policy_identity(path: Path, policy: str = "auto") -> str:
-    """Which policy played the games of a score file: ``run:DIR`` for a student (its training run), ``sha256:H`` for a
-    teacher (card, teacher evaluation, or the teacher played alongside a student with ``policy="teacher"``)."""
-    data = json.loads(Path(path).read_text())  # returns_by_mode has already refused unreadable files
-    if policy == "teacher" and isinstance(data.get("teacher"), dict):
-        data = data["teacher"]
+def _identity(data: dict, path: Path) -> str:
     if data.get("policy") == "student" and data.get("run"):
         return f"run:{data['run']}"
     return f"sha256:{data.get('sha256', path)}"
+
+
+def returns_by_mode(path: Path, policy: str = "auto") -> dict[str, list[float]]:
+    """Per-game scores, by action-selection mode, from any JSON the toolkit writes about game play.
+
+    Understands ``distill-eval --json`` files (the evaluated policy, or with ``policy="teacher"`` the
+    teacher played alongside a student) and teacher cards (``teachers/cards/*.json``).
+    """
+    return _modes(_read_score_file(path, policy), path)
+
+
+def policy_identity(path: Path, policy: str = "auto") -> str:
+    """Which policy played the games of a score file: ``run:DIR`` for a student (its training run), ``sha256:H`` for a
+    teacher (card, teacher evaluation, or the teacher played alongside a student with ``policy="teacher"``)."""
+    return _identity(_read_score_file(path, policy), path)
 
 
 def returns_by_policy(paths: Sequence[Path], policy: str = "auto") -> dict[str, dict[str, list[float]]]:
     """Scores per mode of each distinct policy in ``paths`` (files of one student or one teacher pooled), in order."""
     grouped: dict[str, dict[str, list[float]]] = {}
     for path in paths:
-        found = returns_by_mode(path, policy)
-        modes = grouped.setdefault(policy_identity(path, policy), {})
-        for mode, returns in found.items():
+        data = _read_score_file(path, policy)  # read once for both the scores and whose they are
+        modes = grouped.setdefault(_identity(data, path), {})
+        for mode, returns in _modes(data, path).items():
             modes.setdefault(mode, []).extend(returns)
     return grouped
 

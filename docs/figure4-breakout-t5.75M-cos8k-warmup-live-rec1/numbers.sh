@@ -10,14 +10,17 @@ here=docs/figure4-breakout-t5.75M-cos8k-warmup-live-rec1/scores
 f01=docs/game-scores-breakout-f0.1
 live0=docs/figure4-breakout-t5.75M-cos8k-warmup-live/scores
 teacher="teachers/cards/breakout.json $f01/teacher-sample-120-s1000.json $f01/teacher-greedy-120-s1000.json"
-echo "== second recording: KL-only students against the teacher"
-python scripts/score_ratio.py --students $here/student8k-rec1-kl-f0.1-a0-s*-60-s1000.json --teacher $teacher
-echo "== second recording: live-teacher Sobolev students against the teacher"
-python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.1-a1-s*-60-s1000.json --teacher $teacher
-echo "== second recording: live-teacher Sobolev over KL-only"
-python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.1-a1-s*-60-s1000.json \
-    --teacher $here/student8k-rec1-kl-f0.1-a0-s*-60-s1000.json
-echo "== both recordings (6 students a side): live-teacher Sobolev against the teacher"
+for f in 0.1 0.01 0.5; do
+    kl="$here/student8k-rec1-kl-f$f-a0-s*-60-s1000.json"
+    live="$here/student8k-rec1-live-f$f-a1-s*-60-s1000.json"
+    echo "== fraction $f, second recording: KL-only students against the teacher"
+    python scripts/score_ratio.py --students $kl --teacher $teacher
+    echo "== fraction $f, second recording: live-teacher Sobolev students against the teacher"
+    python scripts/score_ratio.py --students $live --teacher $teacher
+    echo "== fraction $f, second recording: live-teacher Sobolev over KL-only"
+    python scripts/score_ratio.py --students $live --teacher $kl
+done
+echo "== fraction 0.1, both recordings (6 students a side): live-teacher Sobolev against the teacher"
 python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.1-a1-s*-60-s1000.json \
     $live0/student8k-live-f0.1-a1-s*-60-s1000.json --teacher $teacher
 echo "== both recordings: KL-only against the teacher"
@@ -27,15 +30,3 @@ echo "== both recordings: live-teacher Sobolev over KL-only"
 python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.1-a1-s*-60-s1000.json \
     $live0/student8k-live-f0.1-a1-s*-60-s1000.json \
     --teacher $here/student8k-rec1-kl-f0.1-a0-s*-60-s1000.json $f01/student8k-f0.1-a0-s*-60-s1000.json
-echo "== fraction 0.01, second recording: KL-only and live-teacher Sobolev students against the teacher"
-python scripts/score_ratio.py --students $here/student8k-rec1-kl-f0.01-a0-s*-60-s1000.json --teacher $teacher
-python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.01-a1-s*-60-s1000.json --teacher $teacher
-echo "== fraction 0.01, second recording: live-teacher Sobolev over KL-only"
-python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.01-a1-s*-60-s1000.json \
-    --teacher $here/student8k-rec1-kl-f0.01-a0-s*-60-s1000.json
-echo "== fraction 0.5, second recording: KL-only and live-teacher Sobolev students against the teacher"
-python scripts/score_ratio.py --students $here/student8k-rec1-kl-f0.5-a0-s*-60-s1000.json --teacher $teacher
-python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.5-a1-s*-60-s1000.json --teacher $teacher
-echo "== fraction 0.5, second recording: live-teacher Sobolev over KL-only"
-python scripts/score_ratio.py --students $here/student8k-rec1-live-f0.5-a1-s*-60-s1000.json \
-    --teacher $here/student8k-rec1-kl-f0.5-a0-s*-60-s1000.json
