@@ -59,6 +59,9 @@ class TrainConfig:
     # the others (1 = uniform, the paper's sampling); needs the recording's `lives` (distill-add-lives)
     life_loss_weight: float = 1.0
     life_loss_window: int = 16
+    # constant (the paper), or linear: alpha falls to 0 at --steps, so that the gradient term shapes the student
+    # early and stops costing fit at the end, where KL-only students with much data overtake (docs/figure4.md)
+    alpha_schedule: str = "constant"
 
     def validate(self) -> None:
         if not 0.0 < self.fraction < 1.0:
@@ -82,9 +85,21 @@ class TrainConfig:
             raise UserError(f"--lr-warmup is a share of --steps in [0, 1), got {self.lr_warmup}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.alpha_schedule not in ALPHA_SCHEDULES:
+            raise UserError(f"--alpha-schedule must be one of {', '.join(ALPHA_SCHEDULES)}, "
+                            f"got {self.alpha_schedule!r}")
 
 
 LR_SCHEDULES = ("constant", "cosine")
+ALPHA_SCHEDULES = ("constant", "linear")
+
+
+def sobolev_weight(cfg: TrainConfig, step: int) -> float:
+    """The Sobolev term's weight at optimiser step ``step`` (0-based): --alpha throughout, or falling linearly from
+    --alpha at the first step towards 0 at --steps (positive at every step taken, so the term is always built)."""
+    if cfg.alpha_schedule == "linear":
+        return cfg.alpha * (1.0 - min(step, cfg.steps) / cfg.steps)
+    return cfg.alpha
 
 
 def warmup_steps(cfg: TrainConfig) -> int:
@@ -215,11 +230,17 @@ def sampling_weights(cfg: TrainConfig, episode_of_state: np.ndarray, train_rows:
 def settings_differences(run_dir: Path, cfg: TrainConfig, ignore: tuple[str, ...] = ()) -> dict[str, object]:
     """The settings (name: stored value) in which the run in ``run_dir`` differs from ``cfg``, so that runs made
     with other settings are neither resumed nor reused as if they were the same."""
+    return config_differences(run_dir / "config.json", cfg, ignore)
+
+
+def config_differences(config_json: Path, cfg: TrainConfig, ignore: tuple[str, ...] = ()) -> dict[str, object]:
+    """``settings_differences`` for a run's config.json wherever it lies (a published copy, say)."""
     # settings added later take the value older runs were made with
-    older = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0, "life_loss_window": 16}
-    stored = {**older, **json.loads((run_dir / "config.json").read_text())["config"]}
-    if cfg.alpha == 0:  # a KL-only run draws no directions: whichever teacher it was given made no difference
-        ignore = (*ignore, "teacher")
+    older = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0, "life_loss_window": 16,
+             "alpha_schedule": "constant"}
+    stored = {**older, **json.loads(config_json.read_text())["config"]}
+    if cfg.alpha == 0:  # a KL-only run has no gradient term: its teacher and alpha schedule made no difference
+        ignore = (*ignore, "teacher", "alpha_schedule")
     diffs = {k: stored.get(k) for k, v in asdict(cfg).items()
              if k not in ignore and k != "dataset" and stored.get(k) != v}
     if Path(str(stored.get("dataset"))).resolve() != Path(cfg.dataset).resolve():
@@ -245,8 +266,9 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         if resume:
             if not config_path.exists():
                 raise UserError(f"--resume: {run_dir} holds no config.json; it is not a training run")
-            # a constant learning rate lets a run be extended; a decaying one is defined by its step count
-            free = ("steps", "eval_every") if cfg.lr_schedule == "constant" else ("eval_every",)
+            # constant schedules let a run be extended; a decaying one is defined by its step count
+            extendable = cfg.lr_schedule == "constant" and (cfg.alpha_schedule == "constant" or cfg.alpha == 0)
+            free = ("steps", "eval_every") if extendable else ("eval_every",)
             diffs = settings_differences(run_dir, cfg, ignore=free)
             if diffs:
                 raise UserError(f"--resume: {run_dir} was trained with other settings ({', '.join(diffs)}); "
@@ -324,7 +346,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         if live is not None:
             # as many fresh directions per state as the recording holds, one for a gradient-free recording
             dirs, grads = live_projections(live, obs, n_actions, max(1, int(attrs["projections"])), gen)
-        out = distillation_loss(student, obs, teacher_logits, cfg.alpha, dirs, grads, cfg.kl, cfg.distance)
+        out = distillation_loss(student, obs, teacher_logits, sobolev_weight(cfg, step), dirs, grads, cfg.kl,
+                                cfg.distance)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         optimizer.zero_grad(set_to_none=True)
@@ -350,6 +373,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
                 writer.add_scalar(key, row[key], step)
             if with_grads:
                 writer.add_scalar("train_sobolev", row["train_sobolev"], step)
+                writer.add_scalar("alpha", sobolev_weight(cfg, step - 1), step)
             bar.set_postfix(err=f"{metrics['test_action_error']:.3f}", kl=f"{metrics['test_kl']:.4f}",
                             sps=f"{(step - start_step) * cfg.batch_size / max(time.time() - start_time, 1e-9):.0f}",  # this invocation's
                             refresh=False)

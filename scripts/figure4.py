@@ -36,7 +36,7 @@ from distill.dataset_file import has_gradients, no_gradients_error  # noqa: E402
 from distill.device import resolve_device  # noqa: E402
 from distill.errors import UserError, cli_entry  # noqa: E402
 from distill.cli.train import add_training_arguments, training_config  # noqa: E402
-from distill.train import TrainConfig, settings_differences, train  # noqa: E402
+from distill.train import TrainConfig, config_differences, settings_differences, train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -72,11 +72,16 @@ def publish(out: Path, docs: Path, runs: list[Path]) -> None:
             shutil.copy(run / source, docs / "metrics" / f"{run.name}{suffix}")
 
 
-def restore(docs: Path, run: Path) -> bool:
+def restore(docs: Path, run: Path, cfg: TrainConfig) -> bool:
     """Put a published finished run back under OUT/runs/ unless that run exists there (finished, or being trained
-    by another invocation); True if restored."""
+    by another invocation) or was made with other settings than ``cfg`` (then it is trained); True if restored."""
     files = {source: docs / "metrics" / f"{run.name}{suffix}" for source, suffix in PUBLISHED.items()}
     if run.exists() or not all(f.exists() for f in files.values()):
+        return False
+    diffs = config_differences(files["config.json"], cfg, ignore=("eval_every",))
+    if diffs:
+        print(f"not restoring {run.name} from {docs}: it was made with other settings ({', '.join(diffs)}); "
+              "training it", file=sys.stderr)
         return False
     run.mkdir(parents=True, exist_ok=True)
     for source, path in files.items():
@@ -128,7 +133,7 @@ def read_curve(run: Path) -> list[dict]:
 
 
 def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, game: str,
-         live_teacher: bool = False) -> None:
+         live_teacher: bool = False, alpha_schedule: str = "constant") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,7 +152,9 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
             if not curves:
                 continue
             steps = np.array([r["step"] for r in curves[0]])
-            label = "KL only" if alpha == 0 else f"Sobolev (alpha {alpha:g}{', live teacher' if live_teacher else ''})"
+            label = "KL only" if alpha == 0 else (
+                f"Sobolev (alpha {alpha:g}{' falling to 0' if alpha_schedule == 'linear' else ''}"
+                f"{', live teacher' if live_teacher else ''})")
             color = colors[alpha]
             for row, key in enumerate(("test_action_error", "test_kl")):
                 n = min(len(c) for c in curves)
@@ -211,7 +218,7 @@ def main(argv=None) -> int:
     for i, (fraction, alpha, seed) in enumerate(grid, 1):
         run = run_dir(args.out, fraction, alpha, seed)
         cfg = training_config(args, args.dataset, game, alpha, fraction, seed)
-        if args.reuse_from is not None and restore(args.reuse_from, run):
+        if args.reuse_from is not None and restore(args.reuse_from, run, cfg):
             print(f"[{i}/{len(grid)}] restored {run} from {args.reuse_from}", file=sys.stderr)
         final = finished(run, cfg)
         if final is not None:
@@ -235,14 +242,17 @@ def main(argv=None) -> int:
             return 0
         results[key] = {"final": final, "curve": read_curve(run)}
     fractions = sorted(args.fractions)
-    plot(results, fractions, args.alphas, args.out, game, live_teacher=args.teacher is not None)
+    plot(results, fractions, args.alphas, args.out, game, live_teacher=args.teacher is not None,
+         alpha_schedule=args.alpha_schedule)
     # the devices the runs were trained on (each config.json names its last invocation's), not this invocation's
     trained_on = sorted({json.loads((run_dir(args.out, *key) / "config.json").read_text()).get("device", "unknown")
                          for key in grid})
     lines = [f"Figure 4 reproduction on `{args.dataset}` ({game}): final held-out metrics, mean ± std over "
              f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr} ({args.lr_schedule}, "
              f"warm-up {args.lr_warmup:g} of the steps), student {args.student}, distance {args.distance}, "
-             f"KL {args.kl}, split seed {args.split_seed}, Sobolev directions "
+             f"KL {args.kl}, split seed {args.split_seed}, alpha schedule {args.alpha_schedule}"
+             f"{' (falling linearly to 0 at the last step)' if args.alpha_schedule == 'linear' else ''}, "
+             "Sobolev directions "
              f"{'fresh from the live teacher ' + args.teacher if args.teacher else 'recorded'}, "
              f"trained on {', '.join(trained_on)}.", "",
              "| fraction | alpha | test action error | test KL (nats) | train KL (last interval) | gap: test - train KL |",

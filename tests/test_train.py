@@ -115,6 +115,37 @@ def test_run_files_and_resume_continue_where_they_stopped(recording, tmp_path):
     assert straight["test_kl"] == pytest.approx(final["test_kl"], rel=1e-5)
 
 
+def test_linear_alpha_schedule_falls_to_zero_and_fixes_the_step_count(recording, tmp_path):
+    from distill.train import settings_differences, sobolev_weight
+
+    c = cfg(recording, alpha=2.0, steps=40, alpha_schedule="linear")
+    assert [sobolev_weight(c, s) for s in (0, 10, 20, 39)] == pytest.approx([2.0, 1.5, 1.0, 0.05])
+    assert sobolev_weight(cfg(recording, alpha=2.0, steps=40), 39) == 2.0  # the paper's constant weight by default
+    with pytest.raises(UserError, match="--alpha-schedule must be one of constant, linear"):
+        cfg(recording, alpha_schedule="cosine").validate()
+    linear = train(_constant_cfg(recording, alpha=1.0, steps=20, alpha_schedule="linear"), tmp_path / "linear",
+                   torch.device("cpu"), progress=False)
+    constant = train(_constant_cfg(recording, alpha=1.0, steps=20), tmp_path / "constant", torch.device("cpu"),
+                     progress=False)
+    assert linear["test_kl"] != pytest.approx(constant["test_kl"], rel=1e-6)  # the weight reached the loss
+    # a falling weight is defined by the run's length: such a run cannot be extended, even at a constant rate
+    with pytest.raises(UserError, match="other settings.*steps"):
+        train(_constant_cfg(recording, alpha=1.0, steps=40, alpha_schedule="linear"), tmp_path / "linear",
+              torch.device("cpu"), resume=True, progress=False)
+    with pytest.raises(UserError, match="other settings.*alpha_schedule"):
+        train(_constant_cfg(recording, alpha=1.0, steps=20), tmp_path / "linear", torch.device("cpu"), resume=True,
+              progress=False)
+    # a KL-only run has no term to weigh: it counts as made with any schedule, and runs made before the flag as
+    # made with the constant one
+    kl_only = tmp_path / "kl"
+    train(_constant_cfg(recording, alpha=0.0, steps=10), kl_only, torch.device("cpu"), progress=False)
+    assert settings_differences(kl_only, _constant_cfg(recording, alpha=0.0, steps=10, alpha_schedule="linear")) == {}
+    stored = json.loads((tmp_path / "constant" / "config.json").read_text())
+    del stored["config"]["alpha_schedule"]
+    (tmp_path / "constant" / "config.json").write_text(json.dumps(stored))
+    assert settings_differences(tmp_path / "constant", _constant_cfg(recording, alpha=1.0, steps=20)) == {}
+
+
 def _constant_cfg(recording, **kw):
     # no warm-up: its length is a share of --steps, so only a run without one extends to exactly a longer straight run
     return cfg(recording, **({"lr_schedule": "constant", "lr_warmup": 0.0} | kw))
@@ -360,10 +391,17 @@ def test_figure4_publishes_runs_that_a_new_machine_reuses(recording, tmp_path, c
     err = capsys.readouterr().err
     assert err.count("restored") == 2 and err.count("reuse") == 2 and "] train " not in err
     assert (tmp_path / "second" / "results.json").read_text() == (tmp_path / "first" / "results.json").read_text()
-    # restored runs are still checked against the settings asked for
-    with pytest.raises(SystemExit) as exc:
-        module.main(args + ["--out", str(tmp_path / "third"), "--reuse-from", str(docs), "--lr", "0.01"])
-    assert exc.value.code == 2 and "was trained with" in capsys.readouterr().err
+    # published runs made with other settings are not restored but trained; a KL-only run is restored beside
+    # Sobolev runs with another alpha schedule, which it never used
+    assert module.main(args + ["--out", str(tmp_path / "third"), "--reuse-from", str(docs), "--lr", "0.01"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("not restoring") == 2 and "(lr)" in err and err.count("] train ") == 2
+    assert module.main(args + ["--out", str(tmp_path / "linear"), "--reuse-from", str(docs),
+                               "--alpha-schedule", "linear"]) == 0
+    err = capsys.readouterr().err
+    assert "restored" in err and "f0.5-a0-s0 from" in err and "not restoring f0.5-a1-s0" in err
+    assert "(alpha_schedule)" in err and err.count("] train ") == 1
+    assert "alpha schedule linear" in (tmp_path / "linear" / "table.md").read_text()
     assert module.main(args + ["--out", str(tmp_path / "fourth"), "--reuse-from", str(tmp_path / "nothing")]) == 2
     assert "holds no metrics/ folder" in capsys.readouterr().err
 

@@ -11,7 +11,7 @@ from distill.device import resolve_device
 from distill.errors import cli_entry
 from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES
 from distill.students import STUDENTS
-from distill.train import LR_SCHEDULES, TrainConfig, find_latest_recording, train
+from distill.train import ALPHA_SCHEDULES, LR_SCHEDULES, TrainConfig, find_latest_recording, train
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +27,9 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-warmup", type=float, default=d.lr_warmup,
                    help="share of --steps over which the rate rises linearly from 0 to --lr; 0 = none, as in the "
                         "grids made before it existed (default %(default)s)")
+    p.add_argument("--alpha-schedule", choices=ALPHA_SCHEDULES, default=d.alpha_schedule,
+                   help="constant (the paper), or linear: the Sobolev weight falls from --alpha to 0 at --steps "
+                        "(default %(default)s; alpha 0 ignores it)")
     p.add_argument("--kl", choices=KL_DIRECTIONS, default=d.kl,
                    help="KL direction of the value term (default teacher-student: KL(pi* || pi))")
     p.add_argument("--distance", choices=SOBOLEV_DISTANCES, default=d.distance,
@@ -52,13 +55,15 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
 def training_config(args: argparse.Namespace, dataset: str | Path, game: str, alpha: float, fraction: float,
                     seed: int) -> TrainConfig:
     """One run's settings: its own alpha, fraction and seed, and the flags of ``add_training_arguments``.
-    A KL-only run draws no directions, so it stores no teacher and stays reusable beside any Sobolev grid."""
+    A KL-only run has no gradient term, so it stores no teacher and a constant alpha schedule, and stays reusable
+    beside any Sobolev grid."""
     return TrainConfig(dataset=str(dataset), game=game, alpha=alpha, fraction=fraction, seed=seed,
                        student=args.student, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, kl=args.kl, distance=args.distance,
                        eval_every=args.eval_every, test_cap=args.test_cap, split_seed=args.split_seed,
                        teacher=args.teacher if alpha > 0 else None, life_loss_weight=args.life_loss_weight,
-                       life_loss_window=args.life_loss_window)
+                       life_loss_window=args.life_loss_window,
+                       alpha_schedule=args.alpha_schedule if alpha > 0 else "constant")
 
 
 def build_parser() -> argparse.ArgumentParser:
