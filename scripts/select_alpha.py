@@ -4,8 +4,8 @@
 A figure-4 grid judges every run on all held-out episodes; picking the best alpha from that same table flatters it.
 This script divides each fraction's held-out episodes in two (``--val-share`` of the states, by whole episodes,
 ``--val-seed``), re-evaluates every finished run's final checkpoint on both parts, chooses per fraction the Sobolev
-weight (alpha > 0) with the lowest mean validation KL over seeds, and reports KL-only against that choice on the
-test part only.
+weight (alpha > 0; a falling weight, ``--alpha-schedule linear``, is a candidate of its own) with the lowest mean
+validation KL over seeds, and reports KL-only against that choice on the test part only.
 
     python scripts/select_alpha.py --dataset data/recordings/breakout-100k-t5.75M-s0.h5 \\
         --runs data/figure4/breakout-t5.75M-cos8k-warmup --out data/select-alpha
@@ -36,6 +36,20 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values))
 
 
+Weight = tuple[float, str]  # alpha and its schedule: alpha 1 held constant and alpha 1 falling to 0 are two candidates
+KL_ONLY: Weight = (0.0, "constant")
+
+
+def run_weight(config: dict) -> Weight:
+    """The Sobolev weight a run was trained with (runs made before schedules existed held it constant)."""
+    alpha = float(config["alpha"])
+    return (alpha, config.get("alpha_schedule", "constant") if alpha > 0 else "constant")
+
+
+def weight_label(weight: Weight) -> str:
+    return f"{weight[0]:g}" + ("" if weight[1] == "constant" else f" {weight[1]}")
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -52,14 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     episode_of_state, _ = recording_episodes(args.dataset)
     runs = finished_runs(args.runs)
 
-    by_key: dict[tuple[float, float, int], Path] = {}
+    by_key: dict[tuple[float, Weight, int], Path] = {}
     for run in runs:
         cfg = json.loads((run / "config.json").read_text())["config"]
         if Path(cfg["dataset"]).name != args.dataset.name:
             raise UserError(f"{run} was trained on {cfg['dataset']}, not {args.dataset}; pass that recording")
-        key = (float(cfg["fraction"]), float(cfg["alpha"]), int(cfg["seed"]))
+        key = (float(cfg["fraction"]), run_weight(cfg), int(cfg["seed"]))
         if key in by_key:
-            print(f"skip {run}: fraction {key[0]:g}, alpha {key[1]:g}, seed {key[2]} already taken from "
+            print(f"skip {run}: fraction {key[0]:g}, alpha {weight_label(key[1])}, seed {key[2]} already taken from "
                   f"{by_key[key]}", file=sys.stderr)
             continue
         by_key[key] = run
@@ -68,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for fraction in sorted({k[0] for k in by_key}):
         alphas = sorted({k[1] for k in by_key if k[0] == fraction})
         seeds = sorted(set.intersection(*({k[2] for k in by_key if k[:2] == (fraction, a)} for a in alphas)))
-        if 0.0 not in alphas or len(alphas) < 2 or not seeds:
+        if KL_ONLY not in alphas or len(alphas) < 2 or not seeds:
             print(f"skip fraction {fraction:g}: needs alpha 0 and at least one alpha > 0 on common seeds",
                   file=sys.stderr)
             continue
@@ -92,18 +106,19 @@ def main(argv: list[str] | None = None) -> int:
                 "test_kl": mean_std([m["test_kl"] for m in test]),
                 "per_seed_test": [(m["test_action_error"], m["test_kl"]) for m in test],
                 "val_states": val[0]["test_states"], "test_states": test[0]["test_states"]}
-        chosen = min((a for a in alphas if a > 0), key=lambda a: per_alpha[a]["val_kl"][0])
-        kl_only, sob = per_alpha[0.0], per_alpha[chosen]
+        chosen = min((a for a in alphas if a[0] > 0), key=lambda a: per_alpha[a]["val_kl"][0])
+        kl_only, sob = per_alpha[KL_ONLY], per_alpha[chosen]
         ahead = {m: sob[m][0] < kl_only[m][0] and kl_only[m][0] - sob[m][0] > max(sob[m][1], kl_only[m][1])
                  for m in ("test_error", "test_kl")}
-        summary.append({"fraction": fraction, "seeds": seeds, "alphas": alphas, "chosen_alpha": chosen,
+        summary.append({"fraction": fraction, "seeds": seeds, "alphas": [weight_label(a) for a in alphas],
+                        "chosen_alpha": weight_label(chosen),
                         "val_episodes": val_eps.tolist(), "test_episodes": test_eps.tolist(),
-                        "per_alpha": {f"{a:g}": v for a, v in per_alpha.items()},
+                        "per_alpha": {weight_label(a): v for a, v in per_alpha.items()},
                         "sobolev_ahead_by_more_than_std": ahead})
         for alpha in alphas:
             r = per_alpha[alpha]
             mark = " (chosen)" if alpha == chosen else ""
-            rows.append(f"| {fraction:g} | {alpha:g}{mark} | {r['val_error'][0]:.4f} / {r['val_kl'][0]:.4f} | "
+            rows.append(f"| {fraction:g} | {weight_label(alpha)}{mark} | {r['val_error'][0]:.4f} / {r['val_kl'][0]:.4f} | "
                         f"{r['test_error'][0]:.4f} ± {r['test_error'][1]:.4f} / {r['test_kl'][0]:.4f} ± "
                         f"{r['test_kl'][1]:.4f} | {len(val_eps)} / {len(test_eps)} |")
     if not summary:
@@ -116,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     for s in summary:
         verdict = ", ".join(f"{m.replace('test_', '')}: {'ahead' if v else 'not ahead'}"
                             for m, v in s["sobolev_ahead_by_more_than_std"].items())
-        lines.append(f"- fraction {s['fraction']:g}: chosen alpha {s['chosen_alpha']:g}; on the test episodes "
+        lines.append(f"- fraction {s['fraction']:g}: chosen alpha {s['chosen_alpha']}; on the test episodes "
                      f"Sobolev vs KL-only by more than the std: {verdict}")
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "select_alpha.md").write_text(text)
     (args.out / "select_alpha.json").write_text(json.dumps(
         {"dataset": str(args.dataset), "val_share": args.val_share, "val_seed": args.val_seed,
-         "runs": {f"{k[0]:g}/{k[1]:g}/{k[2]}": str(v) for k, v in sorted(by_key.items())}, "fractions": summary},
+         "runs": {f"{k[0]:g}/{weight_label(k[1])}/{k[2]}": str(v) for k, v in sorted(by_key.items())},
+         "fractions": summary},
         indent=2))
     print(text)
     return 0

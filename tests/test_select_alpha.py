@@ -68,9 +68,9 @@ def test_select_alpha_chooses_on_validation_and_reports_on_test(recording, tmp_p
     assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out)]) == 0
     result = json.loads((out / "select_alpha.json").read_text())
     (row,) = result["fractions"]
-    assert row["fraction"] == 0.3 and row["seeds"] == [0, 1] and row["alphas"] == [0.0, 0.3, 1.0]
+    assert row["fraction"] == 0.3 and row["seeds"] == [0, 1] and row["alphas"] == ["0", "0.3", "1"]
     val_kl = {a: row["per_alpha"][a]["val_kl"][0] for a in ("0.3", "1")}
-    assert row["chosen_alpha"] == float(min(val_kl, key=val_kl.get))  # chosen on validation, never on test
+    assert row["chosen_alpha"] == min(val_kl, key=val_kl.get)  # chosen on validation, never on test
     episode_of_state, _ = recording_episodes(recording)
     heldout = split_by_episodes(episode_of_state, 0.3, 0).test_episodes
     assert len(np.intersect1d(row["val_episodes"], row["test_episodes"])) == 0
@@ -90,6 +90,20 @@ def test_select_alpha_chooses_on_validation_and_reports_on_test(recording, tmp_p
     for given in ([str(grid / "runs")], runs):
         assert module.main(["--dataset", str(recording), "--runs", *given, "--out", str(out)]) == 0
         assert json.loads((out / "select_alpha.json").read_text())["fractions"][0]["chosen_alpha"] == row["chosen_alpha"]
+
+
+def test_select_alpha_weighs_a_falling_alpha_as_a_candidate_of_its_own(recording, tmp_path, capsys):  # noqa: F811
+    grid = tmp_path / "grid"
+    for name, kw in (("a0", dict(alpha=0.0)), ("a1", dict(alpha=1.0)), ("a1-linear", dict(alpha=1.0, alpha_schedule="linear"))):
+        train(cfg(recording, steps=8, fraction=0.3, **kw), grid / "runs" / name, torch.device("cpu"), progress=False)
+    module = _script_module("select_alpha")
+    out = tmp_path / "out"
+    assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out)]) == 0
+    (row,) = json.loads((out / "select_alpha.json").read_text())["fractions"]
+    assert row["alphas"] == ["0", "1", "1 linear"] and "skip" not in capsys.readouterr().err
+    val_kl = {a: row["per_alpha"][a]["val_kl"][0] for a in ("1", "1 linear")}
+    assert row["chosen_alpha"] == min(val_kl, key=val_kl.get)
+    assert "| 0.3 | 1 linear" in (out / "select_alpha.md").read_text()
 
 
 def test_select_alpha_refuses_bad_input_in_one_line(recording, tmp_path, capsys, caplog):  # noqa: F811
