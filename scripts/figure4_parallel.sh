@@ -5,7 +5,8 @@
 #   scripts/figure4_parallel.sh N --dataset data/recordings/breakout-100k-s0.h5 --out data/figure4/breakout-8k \
 #       --seeds 3 --steps 8000 --eval-every 500
 #
-# Each invocation gets one torch thread on CPU (OMP_NUM_THREADS=1 unless set); logs go to OUT/worker-K.log.
+# Each invocation gets one torch thread on CPU (OMP_NUM_THREADS=1 unless set); logs go to OUT/worker-K.log,
+# appended after a line that dates the invocation, so that a rerun in the same folder keeps the earlier logs.
 set -euo pipefail
 if [[ $# -lt 1 || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: $0 N figure4.py-arguments... (N: invocations side by side)" >&2
@@ -27,7 +28,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 pids=()
 for ((k = 1; k <= n; k++)); do
-    python "$here/figure4.py" "$@" > "$out/worker-$k.log" 2>&1 &
+    echo "=== $(date -u '+%Y-%m-%d %H:%M:%S UTC') figure4.py $*" >> "$out/worker-$k.log"
+    python "$here/figure4.py" "$@" >> "$out/worker-$k.log" 2>&1 &
     pids+=($!)
     sleep 2  # staggered, so that each claims a different run first
 done

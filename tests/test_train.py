@@ -443,6 +443,11 @@ def test_figure4_parallel_script_trains_each_run_once(recording, tmp_path):
     logs = "".join((tmp_path / f"worker-{k}.log").read_text() for k in (1, 2))
     assert logs.count("] train ") == 2  # two runs in the grid, each trained by exactly one worker
     assert (tmp_path / "table.md").exists() and "| 0.5 | 1 |" in (tmp_path / "table.md").read_text()
+    # a second invocation in the same folder appends to the workers' logs instead of overwriting them
+    again = subprocess.run(result.args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-500:]
+    logs = "".join((tmp_path / f"worker-{k}.log").read_text() for k in (1, 2))
+    assert logs.count("] train ") == 2 and logs.count("] reuse ") >= 2 and logs.count("=== ") == 4
 
 
 @pytest.fixture(scope="module")
