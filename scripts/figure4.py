@@ -14,7 +14,8 @@ Writes OUT/figure4.png, OUT/table.md, OUT/results.json; runs live in OUT/runs/.
 Across machines: runs and their checkpoints live in the git-ignored data/, which a new machine does not have.
 ``--publish DOCS`` copies the figure, the table and, per run, the small files that define its result
 (DOCS/metrics/<run>.csv, .json, .config.json) to a committed folder; ``--reuse-from DOCS`` puts them back under
-OUT/runs/ so that a later grid reuses those finished runs (settings still checked) instead of training them again.
+OUT/runs/ so that a later grid reuses those finished runs instead of training them again; only runs made with the
+settings asked for are put back (the KL-only runs of a grid, say, beside Sobolev runs with other Sobolev settings).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--publish", type=Path, metavar="DOCS",
                    help="after drawing, copy the figure, table and every run's curve, final metrics and config here")
     p.add_argument("--reuse-from", type=Path, metavar="DOCS",
-                   help="a folder written by --publish: its finished runs are reused instead of trained again")
+                   help="a folder written by --publish: its finished runs made with these settings are reused "
+                        "instead of trained again")
     return p.parse_args(argv)
 
 
