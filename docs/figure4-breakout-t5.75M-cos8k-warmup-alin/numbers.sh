@@ -23,10 +23,12 @@ for f in 0.01 0.05 0.1 0.5; do
     echo "== fraction $f, alpha 1 falling to 0, over alpha 1 held constant"
     python scripts/score_ratio.py --students $linear --teacher $dir/student8k-f$f-a1-s*-60-s1000.json
 done
-linear1="$here/student8k-rec1-live-alin-f0.5-a1-s*-60-s1000.json"
-echo "== second recording, fraction 0.5, live teacher, alpha 1 falling to 0, against the teacher"
-python scripts/score_ratio.py --students $linear1 --teacher $teacher
-echo "== second recording, fraction 0.5, falling alpha over KL-only"
-python scripts/score_ratio.py --students $linear1 --teacher $rec1/student8k-rec1-kl-f0.5-a0-s*-60-s1000.json
-echo "== second recording, fraction 0.5, falling alpha over constant alpha 1 (both live teacher)"
-python scripts/score_ratio.py --students $linear1 --teacher $rec1/student8k-rec1-live-f0.5-a1-s*-60-s1000.json
+for f in 0.1 0.5; do
+    linear1="$here/student8k-rec1-live-alin-f$f-a1-s*-60-s1000.json"
+    echo "== second recording, fraction $f, live teacher, alpha 1 falling to 0, against the teacher"
+    python scripts/score_ratio.py --students $linear1 --teacher $teacher
+    echo "== second recording, fraction $f, falling alpha over KL-only"
+    python scripts/score_ratio.py --students $linear1 --teacher $rec1/student8k-rec1-kl-f$f-a0-s*-60-s1000.json
+    echo "== second recording, fraction $f, falling alpha over constant alpha 1 (both live teacher)"
+    python scripts/score_ratio.py --students $linear1 --teacher $rec1/student8k-rec1-live-f$f-a1-s*-60-s1000.json
+done
