@@ -13,7 +13,7 @@ Writes OUT/figure4.png, OUT/table.md, OUT/results.json; runs live in OUT/runs/.
 
 Across machines: runs and their checkpoints live in the git-ignored data/, which a new machine does not have.
 ``--publish DOCS`` copies the figure, the table and, per run, the small files that define its result
-(DOCS/metrics/<run>.csv, .json, .config.json) to a committed folder; ``--reuse-from DOCS`` puts them back under
+(DOCS/metrics/<run>.csv, .json, .config.json) to a committed folder; ``--reuse-from DOCS [DOCS ...]`` puts them back under
 OUT/runs/ so that a later grid reuses those finished runs instead of training them again; only runs made with the
 settings asked for are put back (the KL-only runs of a grid, say, beside Sobolev runs with other Sobolev settings).
 """
@@ -51,9 +51,9 @@ def parse_args(argv=None):
     add_training_arguments(p)  # the same flags, defaults and choices as distill-train
     p.add_argument("--publish", type=Path, metavar="DOCS",
                    help="after drawing, copy the figure, table and every run's curve, final metrics and config here")
-    p.add_argument("--reuse-from", type=Path, metavar="DOCS",
-                   help="a folder written by --publish: its finished runs made with these settings are reused "
-                        "instead of trained again")
+    p.add_argument("--reuse-from", type=Path, nargs="+", metavar="DOCS",
+                   help="folders written by --publish: their finished runs made with these settings are reused "
+                        "instead of trained again (the first folder that holds a run with them wins)")
     return p.parse_args(argv)
 
 
@@ -82,8 +82,8 @@ def restore(docs: Path, run: Path, cfg: TrainConfig) -> bool:
         return False
     diffs = config_differences(files["config.json"], cfg, ignore=("eval_every",))
     if diffs:
-        print(f"not restoring {run.name} from {docs}: it was made with other settings ({', '.join(diffs)}); "
-              "training it", file=sys.stderr)
+        print(f"not restoring {run.name} from {docs}: it was made with other settings ({', '.join(diffs)})",
+              file=sys.stderr)
         return False
     run.mkdir(parents=True, exist_ok=True)
     for source, path in files.items():
@@ -196,10 +196,11 @@ def main(argv=None) -> int:
     if not has_gradients(attrs) and any(a > 0 for a in args.alphas) and not args.teacher:
         print(f"error: {no_gradients_error(args.dataset, attrs)} (here: --alphas 0)", file=sys.stderr)
         return 2
-    if args.reuse_from is not None and not (args.reuse_from / "metrics").is_dir():
-        print(f"error: --reuse-from {args.reuse_from} holds no metrics/ folder; pass a folder written by --publish",
-              file=sys.stderr)
-        return 2
+    for docs in args.reuse_from or []:
+        if not (docs / "metrics").is_dir():
+            print(f"error: --reuse-from {docs} holds no metrics/ folder; pass a folder written by --publish",
+                  file=sys.stderr)
+            return 2
     args.out.mkdir(parents=True, exist_ok=True)
     grid = [(f, a, s) for f in args.fractions for s in range(args.seeds) for a in args.alphas]
     results: dict = {"seeds": args.seeds}
@@ -220,8 +221,9 @@ def main(argv=None) -> int:
     for i, (fraction, alpha, seed) in enumerate(grid, 1):
         run = run_dir(args.out, fraction, alpha, seed)
         cfg = training_config(args, args.dataset, game, alpha, fraction, seed)
-        if args.reuse_from is not None and restore(args.reuse_from, run, cfg):
-            print(f"[{i}/{len(grid)}] restored {run} from {args.reuse_from}", file=sys.stderr)
+        source = next((docs for docs in args.reuse_from or [] if restore(docs, run, cfg)), None)
+        if source is not None:
+            print(f"[{i}/{len(grid)}] restored {run} from {source}", file=sys.stderr)
         final = finished(run, cfg)
         if final is not None:
             print(f"[{i}/{len(grid)}] reuse {run}", file=sys.stderr)

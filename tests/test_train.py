@@ -396,7 +396,8 @@ def test_figure4_publishes_runs_that_a_new_machine_reuses(recording, tmp_path, c
     assert module.main(args + ["--out", str(tmp_path / "third"), "--reuse-from", str(docs), "--lr", "0.01"]) == 0
     err = capsys.readouterr().err
     assert err.count("not restoring") == 2 and "(lr)" in err and err.count("] train ") == 2
-    assert module.main(args + ["--out", str(tmp_path / "linear"), "--reuse-from", str(docs),
+    (tmp_path / "empty" / "metrics").mkdir(parents=True)  # several folders: each is looked in, in turn
+    assert module.main(args + ["--out", str(tmp_path / "linear"), "--reuse-from", str(tmp_path / "empty"), str(docs),
                                "--alpha-schedule", "linear"]) == 0
     err = capsys.readouterr().err
     assert "restored" in err and "f0.5-a0-s0 from" in err and "not restoring f0.5-a1-s0" in err
