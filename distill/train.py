@@ -12,7 +12,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,11 @@ from distill.students import STUDENTS, count_parameters, make_student
 
 METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "test_action_error", "test_kl",
                  "test_kl_student_teacher", "test_states", "seconds"]
+
+
+# settings that shape only the gradient term, at the values a KL-only run (alpha 0) is stored with: such a run is the
+# same run whatever they were set to, and stays reusable beside a Sobolev grid with any of them
+GRADIENT_TERM_SETTINGS: dict[str, object] = {"teacher": None, "alpha_schedule": "constant"}
 
 
 @dataclass
@@ -62,6 +67,11 @@ class TrainConfig:
     # constant (the paper), or linear: alpha falls to 0 at --steps, so that the gradient term shapes the student
     # early and stops costing fit at the end, where KL-only students with much data overtake (docs/figure4.md)
     alpha_schedule: str = "constant"
+
+    def without_unused_settings(self) -> TrainConfig:
+        """This config, with the gradient term's settings at their stored values when alpha is 0 (they change
+        nothing then), so that equal runs have equal configs."""
+        return replace(self, **GRADIENT_TERM_SETTINGS) if self.alpha == 0 else self
 
     def validate(self) -> None:
         if not 0.0 < self.fraction < 1.0:
@@ -239,8 +249,8 @@ def config_differences(config_json: Path, cfg: TrainConfig, ignore: tuple[str, .
     older = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0, "life_loss_window": 16,
              "alpha_schedule": "constant"}
     stored = {**older, **json.loads(config_json.read_text())["config"]}
-    if cfg.alpha == 0:  # a KL-only run has no gradient term: its teacher and alpha schedule made no difference
-        ignore = (*ignore, "teacher", "alpha_schedule")
+    if cfg.alpha == 0:  # a KL-only run has no gradient term: older ones may have stored a teacher with it
+        ignore = (*ignore, *GRADIENT_TERM_SETTINGS)
     diffs = {k: stored.get(k) for k, v in asdict(cfg).items()
              if k not in ignore and k != "dataset" and stored.get(k) != v}
     if Path(str(stored.get("dataset"))).resolve() != Path(cfg.dataset).resolve():
@@ -267,7 +277,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             if not config_path.exists():
                 raise UserError(f"--resume: {run_dir} holds no config.json; it is not a training run")
             # constant schedules let a run be extended; a decaying one is defined by its step count
-            extendable = cfg.lr_schedule == "constant" and (cfg.alpha_schedule == "constant" or cfg.alpha == 0)
+            extendable = cfg.lr_schedule == "constant" and cfg.without_unused_settings().alpha_schedule == "constant"
             free = ("steps", "eval_every") if extendable else ("eval_every",)
             diffs = settings_differences(run_dir, cfg, ignore=free)
             if diffs:

@@ -140,6 +140,10 @@ def test_linear_alpha_schedule_falls_to_zero_and_fixes_the_step_count(recording,
     kl_only = tmp_path / "kl"
     train(_constant_cfg(recording, alpha=0.0, steps=10), kl_only, torch.device("cpu"), progress=False)
     assert settings_differences(kl_only, _constant_cfg(recording, alpha=0.0, steps=10, alpha_schedule="linear")) == {}
+    kl_linear = _constant_cfg(recording, alpha=0.0, steps=10, alpha_schedule="linear", teacher="Breakout")
+    assert kl_linear.without_unused_settings() == _constant_cfg(recording, alpha=0.0, steps=10)
+    sobolev_linear = _constant_cfg(recording, alpha=0.5, alpha_schedule="linear", teacher="Breakout")
+    assert sobolev_linear.without_unused_settings() == sobolev_linear  # alpha > 0: every setting counts
     stored = json.loads((tmp_path / "constant" / "config.json").read_text())
     del stored["config"]["alpha_schedule"]
     (tmp_path / "constant" / "config.json").write_text(json.dumps(stored))

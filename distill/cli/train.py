@@ -55,15 +55,15 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
 def training_config(args: argparse.Namespace, dataset: str | Path, game: str, alpha: float, fraction: float,
                     seed: int) -> TrainConfig:
     """One run's settings: its own alpha, fraction and seed, and the flags of ``add_training_arguments``.
-    A KL-only run has no gradient term, so it stores no teacher and a constant alpha schedule, and stays reusable
-    beside any Sobolev grid."""
+    A KL-only run has no gradient term, so it stores that term's settings at their neutral values and stays
+    reusable beside any Sobolev grid."""
     return TrainConfig(dataset=str(dataset), game=game, alpha=alpha, fraction=fraction, seed=seed,
                        student=args.student, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, kl=args.kl, distance=args.distance,
                        eval_every=args.eval_every, test_cap=args.test_cap, split_seed=args.split_seed,
-                       teacher=args.teacher if alpha > 0 else None, life_loss_weight=args.life_loss_weight,
+                       teacher=args.teacher, life_loss_weight=args.life_loss_weight,
                        life_loss_window=args.life_loss_window,
-                       alpha_schedule=args.alpha_schedule if alpha > 0 else "constant")
+                       alpha_schedule=args.alpha_schedule).without_unused_settings()
 
 
 def build_parser() -> argparse.ArgumentParser:
