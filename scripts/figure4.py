@@ -140,7 +140,7 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     fig, axes = plt.subplots(2, len(fractions), figsize=(4 * len(fractions), 6.5), squeeze=False)
     # KL-only blue and alpha 1 orange as in every figure here; other weights get their own fixed colours, so
@@ -170,9 +170,12 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
         axes[1][col].set_ylabel("test KL (nats)")
         axes[1][col].set_xlabel("training steps")
         axes[1][col].set_yscale("log")
-        # labels at 1, 2, 3, 5 and 7 of each decade, as plain numbers: matplotlib's default labels only powers of ten
-        # once the range spans more than a decade, which can leave a panel with one or two labels
-        axes[1][col].yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
+        # labels as plain numbers: matplotlib's default labels only powers of ten once the range spans more than a
+        # decade, which can leave a panel with one or two labels; at 1, 2, 3, 5 and 7 of each decade on a wide panel,
+        # at evenly spaced round values on one narrower than a factor of 4
+        low, high = axes[1][col].get_ylim()
+        axes[1][col].yaxis.set_major_locator(
+            MaxNLocator(nbins=5) if high < 4 * low else LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
         axes[1][col].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         axes[1][col].yaxis.set_minor_formatter(NullFormatter())
     axes[0][0].legend()
