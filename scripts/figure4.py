@@ -13,9 +13,10 @@ Writes OUT/figure4.png, OUT/table.md, OUT/results.json; runs live in OUT/runs/.
 
 Across machines: runs and their checkpoints live in the git-ignored data/, which a new machine does not have.
 ``--publish DOCS`` copies the figure, the table and, per run, the small files that define its result
-(DOCS/metrics/<run>.csv, .json, .config.json) to a committed folder; ``--reuse-from DOCS [DOCS ...]`` puts them back under
-OUT/runs/ so that a later grid reuses those finished runs instead of training them again; only runs made with the
-settings asked for are put back (the KL-only runs of a grid, say, beside Sobolev runs with other Sobolev settings).
+(DOCS/metrics/<run>.csv, .json, .config.json) to a committed folder; ``--reuse-from DOCS [DOCS ...]`` puts them
+back under OUT/runs/ so that a later grid reuses those finished runs instead of training them again; only runs made
+with the settings asked for are put back (the KL-only runs of a grid, say, beside Sobolev runs with other Sobolev
+settings).
 """
 
 from __future__ import annotations
