@@ -12,7 +12,7 @@ validation KL over seeds, and reports KL-only against that choice on the test pa
 
 ``--runs`` takes grid folders (their runs/ are read), folders of run folders, or run folders; runs need config.json, metrics.json and
 latest.pt. Per-episode sums are cached in OUT/cache/, so a second call with another --val-seed evaluates nothing.
-Writes OUT/select_alpha.md and OUT/select_alpha.json.
+Writes OUT/select_alpha-vS.md and OUT/select_alpha-vS.json (S: --val-seed, so that divisions sit side by side).
 """
 
 from __future__ import annotations
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"Sobolev vs KL-only by more than the std: {verdict}")
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "select_alpha.md").write_text(text)
-    (args.out / "select_alpha.json").write_text(json.dumps(
+    (args.out / f"select_alpha-v{args.val_seed}.md").write_text(text)
+    (args.out / f"select_alpha-v{args.val_seed}.json").write_text(json.dumps(
         {"dataset": str(args.dataset), "val_share": args.val_share, "val_seed": args.val_seed,
          "runs": {f"{k[0]:g}/{weight_label(k[1])}/{k[2]}": str(v) for k, v in sorted(by_key.items())},
          "fractions": summary},

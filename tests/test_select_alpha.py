@@ -66,7 +66,7 @@ def test_select_alpha_chooses_on_validation_and_reports_on_test(recording, tmp_p
     module = _script_module("select_alpha")
     out = tmp_path / "out"
     assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out)]) == 0
-    result = json.loads((out / "select_alpha.json").read_text())
+    result = json.loads((out / "select_alpha-v0.json").read_text())
     (row,) = result["fractions"]
     assert row["fraction"] == 0.3 and row["seeds"] == [0, 1] and row["alphas"] == ["0", "0.3", "1"]
     val_kl = {a: row["per_alpha"][a]["val_kl"][0] for a in ("0.3", "1")}
@@ -80,16 +80,17 @@ def test_select_alpha_chooses_on_validation_and_reports_on_test(recording, tmp_p
     test_rows = np.flatnonzero(np.isin(episode_of_state, row["test_episodes"]))
     direct = evaluate_states(student, recording, test_rows, torch.device("cpu"))
     assert row["per_alpha"]["0"]["per_seed_test"][1][1] == pytest.approx(direct["test_kl"], rel=1e-5)
-    assert "(chosen)" in (out / "select_alpha.md").read_text()
+    assert "(chosen)" in (out / "select_alpha-v0.md").read_text()
     cached = sorted(p.name for p in (out / "cache").iterdir())
     assert len(cached) == 6
     assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out), "--val-seed", "1"]) == 0
     assert sorted(p.name for p in (out / "cache").iterdir()) == cached  # another division evaluates nothing again
+    assert (out / "select_alpha-v1.md").exists() and (out / "select_alpha-v0.md").exists()  # side by side
     # a folder of run folders (no runs/ level) or the run folders themselves are read the same way
     runs = sorted(str(p) for p in (grid / "runs").iterdir())
     for given in ([str(grid / "runs")], runs):
         assert module.main(["--dataset", str(recording), "--runs", *given, "--out", str(out)]) == 0
-        assert json.loads((out / "select_alpha.json").read_text())["fractions"][0]["chosen_alpha"] == row["chosen_alpha"]
+        assert json.loads((out / "select_alpha-v0.json").read_text())["fractions"][0]["chosen_alpha"] == row["chosen_alpha"]
 
 
 def test_select_alpha_weighs_a_falling_alpha_as_a_candidate_of_its_own(recording, tmp_path, capsys):  # noqa: F811
@@ -99,11 +100,11 @@ def test_select_alpha_weighs_a_falling_alpha_as_a_candidate_of_its_own(recording
     module = _script_module("select_alpha")
     out = tmp_path / "out"
     assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out)]) == 0
-    (row,) = json.loads((out / "select_alpha.json").read_text())["fractions"]
+    (row,) = json.loads((out / "select_alpha-v0.json").read_text())["fractions"]
     assert row["alphas"] == ["0", "1", "1 linear"] and "skip" not in capsys.readouterr().err
     val_kl = {a: row["per_alpha"][a]["val_kl"][0] for a in ("1", "1 linear")}
     assert row["chosen_alpha"] == min(val_kl, key=val_kl.get)
-    assert "| 0.3 | 1 linear" in (out / "select_alpha.md").read_text()
+    assert "| 0.3 | 1 linear" in (out / "select_alpha-v0.md").read_text()
 
 
 def test_select_alpha_refuses_bad_input_in_one_line(recording, tmp_path, capsys, caplog):  # noqa: F811
