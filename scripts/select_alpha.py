@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"Sobolev vs KL-only by more than the std: {verdict}")
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"select_alpha-v{args.val_seed}.md").write_text(text)
-    (args.out / f"select_alpha-v{args.val_seed}.json").write_text(json.dumps(
+    report = args.out / f"select_alpha-v{args.val_seed}"
+    report.with_suffix(".md").write_text(text)
+    report.with_suffix(".json").write_text(json.dumps(
         {"dataset": str(args.dataset), "val_share": args.val_share, "val_seed": args.val_seed,
          "runs": {f"{k[0]:g}/{weight_label(k[1])}/{k[2]}": str(v) for k, v in sorted(by_key.items())},
          "fractions": summary},

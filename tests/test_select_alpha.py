@@ -90,7 +90,8 @@ def test_select_alpha_chooses_on_validation_and_reports_on_test(recording, tmp_p
     runs = sorted(str(p) for p in (grid / "runs").iterdir())
     for given in ([str(grid / "runs")], runs):
         assert module.main(["--dataset", str(recording), "--runs", *given, "--out", str(out)]) == 0
-        assert json.loads((out / "select_alpha-v0.json").read_text())["fractions"][0]["chosen_alpha"] == row["chosen_alpha"]
+        again = json.loads((out / "select_alpha-v0.json").read_text())
+        assert again["fractions"][0]["chosen_alpha"] == row["chosen_alpha"]
 
 
 def test_select_alpha_weighs_a_falling_alpha_as_a_candidate_of_its_own(recording, tmp_path, capsys):  # noqa: F811
