@@ -262,6 +262,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and "no complete recording of Pong" in err and "distill-record --game Pong" in err
     assert len(err.splitlines()) == 1
+    for flags, message in ((["--fraction", "1.5"], "--fraction must be strictly between 0 and 1"),
+                           (["--device", "tpu"], "unknown --device 'tpu'")):
+        with pytest.raises(SystemExit) as exc:  # a bad flag is named before the (failing) search for a recording
+            main(["--game", "Pong", *flags])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1
 
 
 def test_latest_recording_is_chosen_by_its_own_game_and_finish_time(recording, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -95,12 +96,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     game = canonical_game(args.game)
+    # the flags first, so that a bad one is named even where no recording has been made yet
+    cfg = training_config(args, args.dataset or "", game, args.alpha, args.fraction, args.seed)
+    cfg.validate()
+    device = resolve_device(args.device)
     # recorded-direction Sobolev training needs a recording with gradients; KL-only and live-teacher runs take any
     dataset = args.dataset or find_latest_recording(game, needs_gradients=args.alpha > 0 and not args.teacher)
-    cfg = training_config(args, dataset, game, args.alpha, args.fraction, args.seed)
-    cfg.validate()
+    cfg = dataclasses.replace(cfg, dataset=str(dataset))
     out = args.out or Path("data/runs") / f"{game.lower()}-{args.student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
-    device = resolve_device(args.device)
     print(f"distilling {dataset} into a '{args.student}' student on {device} -> {out}", file=sys.stderr)
     final = train(cfg, out, device, resume=args.resume, force=args.force)
     print(json.dumps(final, indent=2))
