@@ -10,6 +10,12 @@ about *these* students. With two or more students (told apart by their training 
 the students first, then their games (``ratio_interval_by_student``): how sure we are about students trained
 this way, seed-to-seed differences included; when the reference is itself several students (KL-only seeds), they
 are resampled the same way. The per-file ratios are printed too.
+
+``--difference`` reports the students' mean score minus the reference's, in game points, with the same two
+intervals: for games whose scores can be negative (Pong, -21 to 21), where a ratio means nothing.
+
+    python scripts/score_ratio.py --difference --students docs/game-scores-pong-f0.01/student8k-f0.01-a1-s*.json \
+        --teacher docs/game-scores-pong-f0.01/student8k-f0.01-a0-s*.json
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.errors import cli_entry  # noqa: E402
-from distill.scores import (pooled_returns, ratio_interval, ratio_interval_by_student, returns_by_mode,  # noqa: E402
-                            returns_by_policy)
+from distill.scores import (difference_interval, difference_interval_by_student, pooled_returns,  # noqa: E402
+                            ratio_interval, ratio_interval_by_student, returns_by_mode, returns_by_policy)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="teacher card(s) or distill-eval --json file(s) of the teacher (pooled); a student's file "
                         "with the teacher played alongside also works")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--difference", action="store_true",
+                   help="report mean score minus the reference's in points instead of their ratio (for games whose "
+                        "scores can be negative, such as Pong)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     return p
 
@@ -50,21 +59,29 @@ def main(argv: list[str] | None = None) -> int:
     reference_policies = returns_by_policy(args.teacher, policy="teacher")
     report: dict = {"students": [str(p) for p in args.students], "teacher": [str(p) for p in args.teacher],
                     "modes": {}}
+    pooled_interval, by_student_interval = ((difference_interval, difference_interval_by_student) if args.difference
+                                            else (ratio_interval, ratio_interval_by_student))
     for mode in [m for m in students if m in teacher]:
-        pooled = ratio_interval(students[mode], teacher[mode], level=args.level)
+        pooled = pooled_interval(students[mode], teacher[mode], level=args.level)
         student_mean, teacher_mean = float(np.mean(students[mode])), float(np.mean(teacher[mode]))
-        per_file = {p: float(np.mean(found[mode])) / teacher_mean for p, found in per_student_file.items() if mode in found}
+        means = {p: float(np.mean(found[mode])) for p, found in per_student_file.items() if mode in found}
+        if args.difference:
+            per_file = {p: m - teacher_mean for p, m in means.items()}
+            per_file_text = ", ".join(f"{Path(p).stem} {d:+.1f}" for p, d in per_file.items())
+        else:
+            per_file = {p: m / teacher_mean for p, m in means.items()}
+            per_file_text = ", ".join(f"{Path(p).stem} {100 * r:.0f}%" for p, r in per_file.items())
         report["modes"][mode] = {**pooled.as_dict(), "student_mean": student_mean, "teacher_mean": teacher_mean,
-                                 "per_file_ratio": per_file}
+                                 "per_file_difference" if args.difference else "per_file_ratio": per_file}
         print(f"{mode:6s}: students {student_mean:.1f}, teacher {teacher_mean:.1f}: {pooled}")
         groups = [found[mode] for found in student_policies.values() if mode in found]
         reference = [found[mode] for found in reference_policies.values() if mode in found]
         if len(groups) >= 2:
-            by_student = ratio_interval_by_student(groups, reference, level=args.level)
+            by_student = by_student_interval(groups, reference, level=args.level)
             report["modes"][mode]["by_student"] = by_student.as_dict()
             both = " (the reference's students too)" if len(reference) > 1 else ""
             print(f"        students resampled, then their games{both}: {by_student}")
-        print("        per file: " + ", ".join(f"{Path(p).stem} {100 * r:.0f}%" for p, r in per_file.items()))
+        print("        per file: " + per_file_text)
     if not report["modes"]:
         print("no action-selection mode is common to the students and the teacher", file=sys.stderr)
         return 2

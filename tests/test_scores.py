@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from distill.errors import UserError
-from distill.scores import (pooled_returns, ratio_interval, ratio_interval_by_student, returns_by_mode,
-                            returns_by_policy)
+from distill.scores import (difference_interval, difference_interval_by_student, pooled_returns, ratio_interval,
+                            ratio_interval_by_student, returns_by_mode, returns_by_policy)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +83,37 @@ def test_resampling_students_widens_the_interval_only_when_students_differ():
     assert three_references.high - three_references.low > 2 * (one_reference.high - one_reference.low)
 
 
+def test_difference_in_points_takes_negative_scores_and_covers_the_truth():
+    """Pong-like scores (-21 to 21): a ratio is refused, the difference of means is given with its interval."""
+    with pytest.raises(UserError, match="--difference"):
+        ratio_interval([3, 5], [-21, -19])
+    d = difference_interval([3, 5, 7], [-21, -19])
+    assert d.difference == pytest.approx(25.0) and d.low < 25 < d.high
+    assert str(d).startswith("+25.0 points")
+    assert difference_interval([2, 2], [-1, -1]).as_dict()["low"] == 3.0  # constant scores: a point interval
+    rng = np.random.default_rng(0)
+    trials, covered = 200, 0
+    for _ in range(trials):  # bimodal games, as a Pong student that either wins or loses 0-21: true difference -6
+        a = np.where(rng.random(40) < 0.5, 20.0, -20.0) + rng.normal(0, 1, 40)
+        b = np.where(rng.random(40) < 0.65, 20.0, -20.0) + rng.normal(0, 1, 40)
+        r = difference_interval(a, b, resamples=1000, seed=int(rng.integers(1e9)))
+        covered += r.low <= -6 <= r.high
+    assert 0.88 <= covered / trials <= 0.99
+
+
+def test_difference_by_student_weighs_students_equally_and_widens_when_they_differ():
+    rng = np.random.default_rng(1)
+    reference = [rng.normal(-9, 15, 30) for _ in range(3)]
+    alike = [rng.normal(1, 15, 30) for _ in range(3)]
+    apart = [rng.normal(-15, 15, 30), rng.normal(1, 15, 30), rng.normal(17, 15, 30)]
+    narrow, wide = difference_interval_by_student(alike, reference), difference_interval_by_student(apart, reference)
+    assert narrow.low < narrow.difference < narrow.high
+    assert wide.high - wide.low > 1.5 * (narrow.high - narrow.low)
+    assert difference_interval_by_student([[1, 1], [5, 5, 5, 5]], [[-2, -2]]).difference == pytest.approx(5.0)
+    with pytest.raises(UserError, match="at least 2 of them"):
+        difference_interval_by_student([[1, 2, 3]], reference)
+
+
 def _eval_json(path: Path, student: dict, teacher: dict | None = None, run: str | None = None) -> Path:
     def modes(returns_by):
         return {m: {"mode": m, "episodes": len(r), "mean_return": float(np.mean(r)), "returns": r}
@@ -128,6 +159,17 @@ def test_score_ratio_script_pools_seeds(tmp_path):
     assert "CI" in done.stdout and "students resampled" in done.stdout
     by_student = report["modes"]["sample"]["by_student"]
     assert by_student["ratio"] == pytest.approx(report["modes"]["sample"]["ratio"])
+    pong = _eval_json(tmp_path / "pong.json", {"sample": [-21, 5, 21]}, run="pong-s0")
+    kl_only = _eval_json(tmp_path / "pong-kl.json", {"sample": [-21, -20, -5]}, run="pong-kl-s0")
+    script = [sys.executable, str(ROOT / "scripts" / "score_ratio.py"), "--students", str(pong), "--teacher", str(kl_only)]
+    refused = subprocess.run(script, capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and "--difference" in refused.stderr and "Traceback" not in refused.stderr
+    done = subprocess.run(script + ["--difference", "--json", str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    sample = json.loads(out.read_text())["modes"]["sample"]
+    assert sample["difference"] == pytest.approx(5 / 3 + 46 / 3)
+    assert sample["per_file_difference"][str(pong)] == pytest.approx(sample["difference"])
+    assert "points" in done.stdout
     # students told apart by their run: two files of one run are one student; KL-only seeds as the reference are
     # resampled by student too
     a = _eval_json(tmp_path / "a-sample.json", {"sample": [10, 20]}, run="runs/a")
