@@ -161,7 +161,8 @@ def test_score_ratio_script_pools_seeds(tmp_path):
     assert by_student["ratio"] == pytest.approx(report["modes"]["sample"]["ratio"])
     pong = _eval_json(tmp_path / "pong.json", {"sample": [-21, 5, 21]}, run="pong-s0")
     kl_only = _eval_json(tmp_path / "pong-kl.json", {"sample": [-21, -20, -5]}, run="pong-kl-s0")
-    script = [sys.executable, str(ROOT / "scripts" / "score_ratio.py"), "--students", str(pong), "--teacher", str(kl_only)]
+    script = [sys.executable, str(ROOT / "scripts" / "score_ratio.py"),
+              "--students", str(pong), "--teacher", str(kl_only)]
     refused = subprocess.run(script, capture_output=True, text=True, cwd=tmp_path)
     assert refused.returncode == 2 and "--difference" in refused.stderr and "Traceback" not in refused.stderr
     done = subprocess.run(script + ["--difference", "--json", str(out)], capture_output=True, text=True, cwd=tmp_path)
