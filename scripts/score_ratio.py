@@ -14,8 +14,8 @@ are resampled the same way. The per-file ratios are printed too.
 ``--difference`` reports the students' mean score minus the reference's, in game points, with the same two
 intervals: for games whose scores can be negative (Pong, -21 to 21), where a ratio means nothing.
 
-    python scripts/score_ratio.py --difference --students docs/game-scores-pong-f0.01/student8k-f0.01-a1-s*.json \
-        --teacher docs/game-scores-pong-f0.01/student8k-f0.01-a0-s*.json
+    python scripts/score_ratio.py --difference --students docs/game-scores-pong/student8k-f0.01-a1-s*.json \
+        --teacher docs/game-scores-pong/student8k-f0.01-a0-s*.json
 """
 
 from __future__ import annotations
