@@ -81,13 +81,22 @@ def _difference_of_means(numerator: np.ndarray, denominator: np.ndarray, axis: i
 
 
 def _bootstrap(num: np.ndarray, den: np.ndarray, level: float, resamples: int, seed: int,
-               method: str, statistic=_ratio_of_means) -> tuple[float, float]:
+               method: str, statistic) -> tuple[float, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         warnings.simplefilter("ignore", RuntimeWarning)  # BCa's acceleration on tiny samples; NaN is handled below
         res = stats.bootstrap((num, den), statistic, paired=False, vectorized=True, n_resamples=resamples,
                               confidence_level=level, method=method, rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _bca_or_percentile(num: np.ndarray, den: np.ndarray, level: float, resamples: int, seed: int,
+                       statistic) -> tuple[float, float]:
+    """BCa interval, or the percentile one where BCa needs a non-degenerate jackknife it lacks (a few games)."""
+    low, high = _bootstrap(num, den, level, resamples, seed, "BCa", statistic)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        low, high = _bootstrap(num, den, level, resamples, seed, "percentile", statistic)
+    return low, high
 
 
 def _games(numerator: Sequence[float], denominator: Sequence[float], level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -115,9 +124,7 @@ def ratio_interval(numerator: Sequence[float], denominator: Sequence[float], lev
     ratio = float(num.mean() / den.mean())
     if np.ptp(num) == 0 and np.ptp(den) == 0:  # every game scored the same: nothing to resample
         return RatioInterval(ratio, ratio, ratio, level, num.size, den.size)
-    low, high = _bootstrap(num, den, level, resamples, seed, "BCa")
-    if not (np.isfinite(low) and np.isfinite(high)):  # BCa needs a non-degenerate jackknife (fails on a few games)
-        low, high = _bootstrap(num, den, level, resamples, seed, "percentile")
+    low, high = _bca_or_percentile(num, den, level, resamples, seed, _ratio_of_means)
     if not (np.isfinite(low) and np.isfinite(high)):
         low = high = float("nan")  # some resampled reference means are <= 0: no finite interval exists
     return RatioInterval(ratio, low, high, level, num.size, den.size)
@@ -131,9 +138,7 @@ def difference_interval(scores: Sequence[float], reference: Sequence[float], lev
     difference = float(num.mean() - den.mean())
     if np.ptp(num) == 0 and np.ptp(den) == 0:
         return DifferenceInterval(difference, difference, difference, level, num.size, den.size)
-    low, high = _bootstrap(num, den, level, resamples, seed, "BCa", _difference_of_means)
-    if not (np.isfinite(low) and np.isfinite(high)):  # a degenerate jackknife on a few games
-        low, high = _bootstrap(num, den, level, resamples, seed, "percentile", _difference_of_means)
+    low, high = _bca_or_percentile(num, den, level, resamples, seed, _difference_of_means)
     return DifferenceInterval(difference, low, high, level, num.size, den.size)
 
 
