@@ -577,6 +577,32 @@ def test_action_error_by_margin_splits_the_error_into_bands(recording, tmp_path,
     assert module.main([str(run), "--edges", "0.5", "0.1"]) == 2
 
 
+def test_stray_mass_against_hand_computed_values(recording, tmp_path, capsys):
+    module = _script_module("stray_mass")
+    teacher = torch.tensor([[0.9, 0.08, 0.02], [0.5, 0.49, 0.01]])
+    student = torch.tensor([[0.7, 0.1, 0.2], [0.5, 0.4, 0.1]])
+    s = module.stray_mass_summary(student.log(), teacher.log(), below=0.05)
+    assert s["student_stray_mass"] == pytest.approx((0.2 + 0.1) / 2)  # the third action is stray in both states
+    assert s["teacher_stray_mass"] == pytest.approx((0.02 + 0.01) / 2)
+    assert s["student_entropy"] == pytest.approx(float(-(student * student.log()).sum(1).mean()))
+    assert s["kl_teacher_student"] == pytest.approx(float((teacher * (teacher / student).log()).sum(1).mean()))
+    assert s["kl_student_teacher"] == pytest.approx(float((student * (student / teacher).log()).sum(1).mean()))
+    same = module.stray_mass_summary(teacher.log(), teacher.log(), below=0.05)
+    assert same["student_stray_mass"] == same["teacher_stray_mass"] and same["kl_student_teacher"] == pytest.approx(0)
+
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=0.0, steps=10, kl="student-teacher"), run, torch.device("cpu"), progress=False)
+    out = tmp_path / "stray.json"
+    assert module.main([str(run), "--states", "100000", "--json", str(out)]) == 0  # every held-out state
+    (report,) = json.loads(out.read_text())
+    assert report["kl_direction"] == "student-teacher" and 0 <= report["student_stray_mass"] <= 1
+    final = json.loads((run / "metrics.json").read_text())
+    assert report["kl_teacher_student"] == pytest.approx(final["test_kl"], rel=1e-4)  # the metric training reports
+    assert "| run |" in capsys.readouterr().out
+    assert module.main([str(run), "--below", "1.5"]) == 2  # outside (0, 1): one-line error
+    assert module.main([str(tmp_path)]) == 2  # not a run directory
+
+
 def test_on_policy_gap_measures_disagreement_on_the_states_each_policy_reaches(recording, tmp_path, sb3_models):
     from teachers.load import load_teacher
 
