@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from distill.data import heldout_blocks, recording_episodes, split_by_episodes
+from distill.data import _read_rows, heldout_blocks, recording_episodes, split_by_episodes
+from distill.dataset_file import open_recording
 from distill.errors import UserError
 from distill.lives import before_life_loss, read_lives
 from distill.train import load_student
@@ -39,6 +40,23 @@ def per_state_metrics(student: torch.nn.Module, dataset: Path, rows: np.ndarray,
         errors.append((logits.argmax(1) != teacher.argmax(1)).float().cpu().numpy())
     student.train()
     return np.concatenate(errors).astype(np.float64), np.concatenate(kls).astype(np.float64)
+
+
+@torch.no_grad()
+def sampled_heldout_logits(run: Path, states: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """The run's config, and student and teacher logits on a fixed-seed sample of ``states`` of its own held-out
+    states (latest checkpoint): the common input of the per-run diagnostics in scripts/."""
+    student, info = load_student(run, which="latest")
+    cfg = info["config"]
+    dataset = Path(cfg["dataset"])
+    episodes, _ = recording_episodes(dataset)
+    rows = split_by_episodes(episodes, cfg["fraction"], cfg["split_seed"]).test_rows
+    rows = np.sort(np.random.default_rng(0).choice(rows, min(states, len(rows)), replace=False))
+    with open_recording(dataset) as f:
+        obs = torch.from_numpy(_read_rows(f["obs"], rows))
+        teacher_logits = torch.from_numpy(f["logits"][:][rows])
+    student_logits = torch.cat([student(obs[i:i + 512].float() / 255) for i in range(0, len(obs), 512)])
+    return cfg, student_logits, teacher_logits
 
 
 @dataclass

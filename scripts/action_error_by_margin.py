@@ -18,16 +18,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.data import _read_rows, recording_episodes, split_by_episodes  # noqa: E402
-from distill.dataset_file import open_recording  # noqa: E402
 from distill.errors import UserError  # noqa: E402
-from distill.train import load_student  # noqa: E402
+from distill.heldout import sampled_heldout_logits  # noqa: E402
 
 
 def parse_groups(specs: list[str], n_actions: int) -> list[list[int]]:
@@ -39,18 +36,9 @@ def parse_groups(specs: list[str], n_actions: int) -> list[list[int]]:
     return groups + [[a] for a in range(n_actions) if a not in used]
 
 
-@torch.no_grad()
 def margin_report(run: Path, states: int, edges: list[float], merge: list[str]) -> dict:
-    student, info = load_student(run, which="latest")
-    cfg = info["config"]
-    dataset = Path(cfg["dataset"])
-    episodes, _ = recording_episodes(dataset)
-    rows = split_by_episodes(episodes, cfg["fraction"], cfg["split_seed"]).test_rows
-    rows = np.sort(np.random.default_rng(0).choice(rows, min(states, len(rows)), replace=False))
-    with open_recording(dataset) as f:
-        obs = torch.from_numpy(_read_rows(f["obs"], rows))
-        teacher = F.softmax(torch.from_numpy(f["logits"][:][rows]), 1)
-    student_p = torch.cat([F.softmax(student(obs[i:i + 512].float() / 255), 1) for i in range(0, len(obs), 512)])
+    cfg, student_logits, teacher_logits = sampled_heldout_logits(run, states)
+    teacher, student_p = F.softmax(teacher_logits, 1), F.softmax(student_logits, 1)
     top2 = teacher.topk(2, dim=1).values
     margin = top2[:, 0] - top2[:, 1]
     wrong = (student_p.argmax(1) != teacher.argmax(1)).float()
@@ -58,9 +46,9 @@ def margin_report(run: Path, states: int, edges: list[float], merge: list[str]) 
     for lo, hi in zip(edges[:-1], edges[1:]):
         inside = (margin >= lo) & (margin < hi) if hi < edges[-1] else (margin >= lo) & (margin <= hi)
         n = int(inside.sum())
-        bands.append({"low": lo, "high": hi, "share": n / len(rows),
+        bands.append({"low": lo, "high": hi, "share": n / len(teacher),
                       "error": float(wrong[inside].mean()) if n else float("nan")})
-    report = {"run": run.name, "alpha": cfg["alpha"], "states": len(rows), "error": float(wrong.mean()), "bands": bands}
+    report = {"run": run.name, "alpha": cfg["alpha"], "states": len(teacher), "error": float(wrong.mean()), "bands": bands}
     if merge:
         groups = parse_groups(merge, teacher.shape[1])
         pooled_t = torch.stack([teacher[:, g].sum(1) for g in groups], 1)

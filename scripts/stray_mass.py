@@ -19,16 +19,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.data import _read_rows, recording_episodes, split_by_episodes  # noqa: E402
-from distill.dataset_file import open_recording  # noqa: E402
 from distill.errors import UserError  # noqa: E402
-from distill.train import load_student  # noqa: E402
+from distill.heldout import sampled_heldout_logits  # noqa: E402
 
 
 def stray_mass_summary(student_log_p: torch.Tensor, teacher_log_p: torch.Tensor, below: float) -> dict[str, float]:
@@ -45,22 +42,12 @@ def stray_mass_summary(student_log_p: torch.Tensor, teacher_log_p: torch.Tensor,
     }
 
 
-@torch.no_grad()
 def stray_mass_report(run: Path, states: int, below: float) -> dict:
     """Held-out states of the run's own split (a fixed-seed sample of ``states`` of them), latest checkpoint."""
-    student, info = load_student(run, which="latest")
-    cfg = info["config"]
-    dataset = Path(cfg["dataset"])
-    episodes, _ = recording_episodes(dataset)
-    rows = split_by_episodes(episodes, cfg["fraction"], cfg["split_seed"]).test_rows
-    rows = np.sort(np.random.default_rng(0).choice(rows, min(states, len(rows)), replace=False))
-    with open_recording(dataset) as f:
-        obs = torch.from_numpy(_read_rows(f["obs"], rows))
-        teacher_log_p = F.log_softmax(torch.from_numpy(f["logits"][:][rows]).float(), 1)
-    student_log_p = torch.cat([F.log_softmax(student(obs[i:i + 512].float() / 255), 1)
-                               for i in range(0, len(obs), 512)])
+    cfg, student_logits, teacher_logits = sampled_heldout_logits(run, states)
+    student_log_p, teacher_log_p = F.log_softmax(student_logits, 1), F.log_softmax(teacher_logits.float(), 1)
     return {"run": run.name, "alpha": cfg["alpha"], "kl_direction": cfg.get("kl", "teacher-student"),
-            "states": len(rows), "below": below, **stray_mass_summary(student_log_p, teacher_log_p, below)}
+            "states": len(student_logits), "below": below, **stray_mass_summary(student_log_p, teacher_log_p, below)}
 
 
 def main(argv: list[str] | None = None) -> int:
