@@ -96,6 +96,8 @@ def test_run_files_and_resume_continue_where_they_stopped(recording, tmp_path):
     for name in ("config.json", "metrics.csv", "metrics.json", "latest.pt", "best.pt"):
         assert (run / name).exists(), name
     assert any((run / "tensorboard").iterdir())
+    stored = json.loads((run / "config.json").read_text())  # what a rerun needs to be bit-identical on the CPU
+    assert stored["torch_threads"] == torch.get_num_threads() and stored["torch_version"] == torch.__version__
     with pytest.raises(UserError, match="already exists"):
         train(_constant_cfg(recording, alpha=1.0, steps=40), run, torch.device("cpu"), progress=False)
     with pytest.raises(UserError, match="other settings.*alpha"):
