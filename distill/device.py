@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
 from distill.errors import UserError
@@ -18,6 +21,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(name)
+
+
+def cpu_model() -> str:
+    """The CPU's model name, stored beside a run's results: float results on the CPU can differ between CPU models
+    (and thread counts), so a rerun that does not match bit for bit can be told apart from a bug."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def exact_float32() -> None:

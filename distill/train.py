@@ -22,6 +22,7 @@ from tqdm import tqdm
 import distill
 from distill.data import TrainingData, _read_rows, heldout_blocks, recording_episodes, split_by_episodes
 from distill.dataset_file import has_gradients, no_gradients_error, open_recording
+from distill.device import cpu_model
 from distill.errors import UserError
 from distill.lives import before_life_loss, read_lives
 from distill.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES, distillation_loss, policy_kl
@@ -323,7 +324,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             "train_states_before_life_loss": int((weights != 1.0).sum()),
             "share_of_draws_before_life_loss": float(weights[weights != 1.0].sum() / weights.sum())}),
         # float sums on the CPU depend on the thread count: runs are bit-identical only with the same threads
-        "device": str(device), "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
+        "device": str(device), "torch_threads": torch.get_num_threads(), "cpu_model": cpu_model(),
+        "torch_version": torch.__version__,
         "package_version": distill.__version__, "command": " ".join(sys.argv)}, indent=2))
 
     from torch.utils.tensorboard import SummaryWriter

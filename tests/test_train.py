@@ -98,6 +98,7 @@ def test_run_files_and_resume_continue_where_they_stopped(recording, tmp_path):
     assert any((run / "tensorboard").iterdir())
     stored = json.loads((run / "config.json").read_text())  # what a rerun needs to be bit-identical on the CPU
     assert stored["torch_threads"] == torch.get_num_threads() and stored["torch_version"] == torch.__version__
+    assert stored["cpu_model"] and stored["cpu_model"] != "unknown"
     with pytest.raises(UserError, match="already exists"):
         train(_constant_cfg(recording, alpha=1.0, steps=40), run, torch.device("cpu"), progress=False)
     with pytest.raises(UserError, match="other settings.*alpha"):
