@@ -323,10 +323,10 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         **({} if weights is None else {
             "train_states_before_life_loss": int((weights != 1.0).sum()),
             "share_of_draws_before_life_loss": float(weights[weights != 1.0].sum() / weights.sum())}),
-        # float sums on the CPU depend on the thread count: runs are bit-identical only with the same threads
+        # float sums on the CPU depend on the CPU and the thread count: reruns are bit-identical only where they match
         "device": str(device), "torch_threads": torch.get_num_threads(), "cpu_model": cpu_model(),
-        "torch_version": torch.__version__,
-        "package_version": distill.__version__, "command": " ".join(sys.argv)}, indent=2))
+        "torch_version": torch.__version__, "package_version": distill.__version__,
+        "command": " ".join(sys.argv)}, indent=2))
 
     from torch.utils.tensorboard import SummaryWriter
 

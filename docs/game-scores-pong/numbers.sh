@@ -2,14 +2,14 @@
 # Pong students in play (session 19): 60 games per mode and student on seeds 1000-1005 (distill-eval --student RUN
 # --no-teacher --episodes 60 --envs 6 --seed 1000 --mode both), the teacher likewise (distill-eval --teacher Pong ...).
 # KL-only and constant alpha 1: docs/figure4-pong-t1.94M-cos8k-ckpt (cells trained again with checkpoints); alpha 1
-# falling to 0: docs/figure4-pong-t1.94M-cos8k-alin. 1% is 2.0% of the states (one training episode). Pong scores run
+# falling to 0: docs/figure4-pong-t1.94M-cos8k-alin (at 0.1 its rerun, docs/figure4-pong-t1.94M-cos8k-alin-rerun-f0.1:
+# the published cell's students were not kept). 1% is 2.0% of the states (one training episode). Pong scores run
 # from -21 to 21, so methods are compared by the difference of mean scores in points (score_ratio.py --difference).
-# Fractions (and methods) are reported as far as their students have been played: at 0.1, seeds 0 and 1 of KL-only and
-# constant alpha 1 (session 20; students identical to the published grid's, retrained with checkpoints).
+# Fractions (and methods) are reported as far as their students have been played.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=docs/game-scores-pong
-for f in 0.01 0.05 0.1; do
+for f in 0.01 0.05 0.1 0.5; do
     compgen -G "$here/student8k-f$f-a0-s*-60-s1000.json" > /dev/null || continue
     kl="$here/student8k-f$f-a0-s*-60-s1000.json"
     constant="$here/student8k-f$f-a1-s*-60-s1000.json"
@@ -19,6 +19,7 @@ for f in 0.01 0.05 0.1; do
         echo "== fraction $f, $name, against the teacher"
         python scripts/score_ratio.py --difference --students ${!name} --teacher $here/teacher-60-s1000.json
     done
+    compgen -G "$constant" > /dev/null || continue  # constant-weight students not played at this fraction yet
     echo "== fraction $f, constant alpha 1 over KL-only"
     python scripts/score_ratio.py --difference --students $constant --teacher $kl
     compgen -G "$falling" > /dev/null || continue  # falling-weight students not played at this fraction yet
