@@ -253,8 +253,10 @@ def main(argv=None) -> int:
     plot(results, fractions, args.alphas, args.out, game, live_teacher=args.teacher is not None,
          alpha_schedule=args.alpha_schedule)
     # the devices the runs were trained on (each config.json names its last invocation's), not this invocation's
-    trained_on = sorted({json.loads((run_dir(args.out, *key) / "config.json").read_text()).get("device", "unknown")
-                         for key in grid})
+    devices = [json.loads((run_dir(args.out, *key) / "config.json").read_text()).get("device") for key in grid]
+    unrecorded = sum(d is None for d in devices)  # runs from before config.json named the device
+    trained_on = sorted({d for d in devices if d is not None}) + (
+        [f"{unrecorded} run{'s' * (unrecorded > 1)} with no device recorded"] if unrecorded else [])
     lines = [f"Figure 4 reproduction on `{args.dataset}` ({game}): final held-out metrics, mean ± std over "
              f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr} ({args.lr_schedule}, "
              f"warm-up {args.lr_warmup:g} of the steps), student {args.student}, distance {args.distance}, "

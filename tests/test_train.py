@@ -377,8 +377,11 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
         assert f"| 0.5 | {row['alpha']:g} | {final['test_action_error']:.4f} / {final['test_kl']:.4f} |" in table
     assert (tmp_path / "figure4.png").stat().st_size > 1000
     capsys.readouterr()
+    old_run = tmp_path / "runs" / "f0.5-a0-s0" / "config.json"  # a run from before config.json named the device
+    old_run.write_text(json.dumps({k: v for k, v in json.loads(old_run.read_text()).items() if k != "device"}))
     assert module.main(args) == 0
     assert capsys.readouterr().err.count("reuse") == 2
+    assert "trained on cpu, 1 run with no device recorded." in (tmp_path / "table.md").read_text()
     # finished runs made with other settings are refused, not silently reused in the table
     for other in (["--lr-schedule", "constant"], ["--lr", "0.01"], ["--lr-warmup", "0"], ["--kl", "student-teacher"],
                   ["--split-seed", "1"]):
