@@ -42,19 +42,24 @@ def per_state_metrics(student: torch.nn.Module, dataset: Path, rows: np.ndarray,
     return np.concatenate(errors).astype(np.float64), np.concatenate(kls).astype(np.float64)
 
 
+def sampled_heldout_states(cfg: dict, states: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames (uint8) and teacher logits of a fixed-seed sample of ``states`` held-out states of the run whose
+    config is ``cfg`` (the same states for every run with the same recording, fraction and split seed)."""
+    dataset = Path(cfg["dataset"])
+    episodes, _ = recording_episodes(dataset)
+    rows = split_by_episodes(episodes, cfg["fraction"], cfg["split_seed"]).test_rows
+    rows = np.sort(np.random.default_rng(0).choice(rows, min(states, len(rows)), replace=False))
+    with open_recording(dataset) as f:
+        return torch.from_numpy(_read_rows(f["obs"], rows)), torch.from_numpy(f["logits"][:][rows])
+
+
 @torch.no_grad()
 def sampled_heldout_logits(run: Path, states: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """The run's config, and student and teacher logits on a fixed-seed sample of ``states`` of its own held-out
     states (latest checkpoint): the common input of the per-run diagnostics in scripts/."""
     student, info = load_student(run, which="latest")
     cfg = info["config"]
-    dataset = Path(cfg["dataset"])
-    episodes, _ = recording_episodes(dataset)
-    rows = split_by_episodes(episodes, cfg["fraction"], cfg["split_seed"]).test_rows
-    rows = np.sort(np.random.default_rng(0).choice(rows, min(states, len(rows)), replace=False))
-    with open_recording(dataset) as f:
-        obs = torch.from_numpy(_read_rows(f["obs"], rows))
-        teacher_logits = torch.from_numpy(f["logits"][:][rows])
+    obs, teacher_logits = sampled_heldout_states(cfg, states)
     student_logits = torch.cat([student(obs[i:i + 512].float() / 255) for i in range(0, len(obs), 512)])
     return cfg, student_logits, teacher_logits
 

@@ -51,5 +51,17 @@ def make_student(name: str, n_actions: int) -> nn.Module:
     return STUDENTS[name](n_actions)
 
 
+@torch.no_grad()
+def live_first_layer_channels(model: ConvPolicy, obs_scaled: torch.Tensor) -> int:
+    """How many first-layer conv channels fire (ReLU output > 0) somewhere on at least one of the states.
+
+    A channel that never fires passes no gradient to its weights and stays dead; students trained without a
+    learning-rate warm-up lost most of their first layer this way on Pong (docs/figure4.md), so this is the
+    diagnostic for it.
+    """
+    activations = model.features[1](model.features[0](obs_scaled))  # [B, C, H, W] after the first ReLU
+    return int((activations > 0).flatten(2).any(2).any(0).sum())
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

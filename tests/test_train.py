@@ -609,6 +609,38 @@ def test_stray_mass_against_hand_computed_values(recording, tmp_path, capsys):
     assert module.main([str(tmp_path)]) == 2  # not a run directory
 
 
+def test_live_channels_counts_first_layer_channels_that_fire(recording, tmp_path, capsys):
+    from distill.students import live_first_layer_channels, make_student
+
+    student = make_student("paper", 4)
+    obs = torch.rand(8, 4, 84, 84)
+    first = student.features[0]
+    with torch.no_grad():
+        first.weight.zero_()
+        first.bias.fill_(0.1)  # every channel fires everywhere
+        assert live_first_layer_channels(student, obs) == 16
+        first.bias[[2, 5, 11]] = -0.1  # these three never fire: zero weights, negative bias
+        assert live_first_layer_channels(student, obs) == 13
+        first.bias[11] = 0.0  # exactly zero after the ReLU is not firing
+        assert live_first_layer_channels(student, obs) == 13
+        first.weight[5, 0, 0, 0] = 1.0  # fires where input channel 0 at one tap exceeds 0.1: somewhere in 8 frames
+        assert live_first_layer_channels(student, obs) == 14
+        assert live_first_layer_channels(student, torch.zeros(8, 4, 84, 84)) == 13  # but not on blank frames
+
+    module = _script_module("live_channels")
+    run = tmp_path / "runs" / "f0.5-a1-s0"
+    train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
+    out = tmp_path / "live.json"
+    assert module.main([str(tmp_path), "--states", "50", "--json", str(out)]) == 0  # a grid folder: its runs/
+    (report,) = json.loads(out.read_text())
+    assert report["channels"] == 8 and 0 <= report["live_channels"] <= 8 and report["states"] == 50  # `small`
+    assert report["test_kl"] == json.loads((run / "metrics.json").read_text())["test_kl"]
+    assert f"| f0.5-a1-s0 | 0.05 | {report['live_channels']} of 8 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+
+
 def test_on_policy_gap_measures_disagreement_on_the_states_each_policy_reaches(recording, tmp_path, sb3_models):
     from teachers.load import load_teacher
 
