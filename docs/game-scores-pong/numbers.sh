@@ -3,7 +3,8 @@
 # --no-teacher --episodes 60 --envs 6 --seed 1000 --mode both), the teacher likewise (distill-eval --teacher Pong ...).
 # KL-only and constant alpha 1: docs/figure4-pong-t1.94M-cos8k-ckpt (cells trained again with checkpoints); alpha 1
 # falling to 0: docs/figure4-pong-t1.94M-cos8k-alin (at 0.1 its rerun, docs/figure4-pong-t1.94M-cos8k-alin-rerun-f0.1:
-# the published cell's students were not kept). 1% is 2.0% of the states (one training episode). Pong scores run
+# the published cell's students were not kept; at 0.5 students trained again in session 22 with checkpoints, not the
+# published cell's). 1% is 2.0% of the states (one training episode). Pong scores run
 # from -21 to 21, so methods are compared by the difference of mean scores in points (score_ratio.py --difference).
 # Fractions (and methods) are reported as far as their students have been played.
 set -euo pipefail
