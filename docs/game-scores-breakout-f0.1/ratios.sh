@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Student-over-teacher game scores with 95% bootstrap intervals, each method's seeds pooled (session 13).
 # Session 20 adds students trained with the paper's KL direction (--kl student-teacher; "rkl" in their names).
+# Session 24 adds teacher-sized students (--student nature; "nature" in their names, runs in
+# data/figure4/breakout-t5.75M-cos8k-warmup-nature-f0.1).
 # Students: 60 games on seeds 1000-1005 (this folder) plus, where they are the same trained students, the 30 games
 # on seeds 0-5 published with their grid. The 8000-step alpha-0 and alpha-1 students with checkpoints are a rerun
 # of the published grid's (data/figure4/breakout-t5.75M-cos8k-warmup-ckpt), so only their 60-game files count here.
@@ -40,3 +42,18 @@ python scripts/score_ratio.py --students $here/student8k-rkl-f0.1-a0-s*.json \
 echo "== alpha 1: KL(student || teacher) over KL(teacher || student), the default direction as the reference"
 python scripts/score_ratio.py --students $here/student8k-rkl-f0.1-a1-s*.json \
     --teacher $here/student8k-f0.1-a1-s*.json --json $here/ratio-8k-rkl-a1-over-fwd-a1.json
+echo "== the teacher-sized student (--student nature), 8000 steps, alpha 1 (session 24)"
+python scripts/score_ratio.py --students $here/student8k-nature-f0.1-a1-s*.json \
+    --teacher $teacher --json $here/ratio-8k-nature-a1.json
+echo "== the same, alpha 0"
+python scripts/score_ratio.py --students $here/student8k-nature-f0.1-a0-s*.json \
+    --teacher $teacher --json $here/ratio-8k-nature-a0.json
+echo "== nature student: Sobolev (alpha 1) over KL-only"
+python scripts/score_ratio.py --students $here/student8k-nature-f0.1-a1-s*.json \
+    --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-a1-over-a0.json
+echo "== alpha 1: the nature student over the paper student"
+python scripts/score_ratio.py --students $here/student8k-nature-f0.1-a1-s*.json \
+    --teacher $here/student8k-f0.1-a1-s*.json --json $here/ratio-8k-nature-over-paper-a1.json
+echo "== alpha 0: the nature student over the paper student"
+python scripts/score_ratio.py --students $here/student8k-nature-f0.1-a0-s*.json \
+    --teacher $here/student8k-f0.1-a0-s*.json --json $here/ratio-8k-nature-over-paper-a0.json
