@@ -57,3 +57,9 @@ python scripts/score_ratio.py --students $here/student8k-nature-f0.1-a1-s*.json 
 echo "== alpha 0: the nature student over the paper student"
 python scripts/score_ratio.py --students $here/student8k-nature-f0.1-a0-s*.json \
     --teacher $here/student8k-f0.1-a0-s*.json --json $here/ratio-8k-nature-over-paper-a0.json
+echo "== the teacher-sized student with the falling weight (--student nature --alpha-schedule linear), 8000 steps (session 30)"
+python scripts/score_ratio.py --students $here/student8k-nature-alin-f0.1-a1-s*.json \
+    --teacher $teacher --json $here/ratio-8k-nature-alin-a1.json
+echo "== the same over the nature KL-only students"
+python scripts/score_ratio.py --students $here/student8k-nature-alin-f0.1-a1-s*.json \
+    --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-alin-a1-over-a0.json
