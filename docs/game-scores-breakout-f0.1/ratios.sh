@@ -2,7 +2,8 @@
 # Student-over-teacher game scores with 95% bootstrap intervals, each method's seeds pooled (session 13).
 # Session 20 adds students trained with the paper's KL direction (--kl student-teacher; "rkl" in their names).
 # Session 24 adds teacher-sized students (--student nature; "nature" in their names, runs in
-# data/figure4/breakout-t5.75M-cos8k-warmup-nature-f0.1).
+# data/figure4/breakout-t5.75M-cos8k-warmup-nature-f0.1). Session 30 adds them with the falling weight ("nature-alin";
+# session 24's high-drawing seed-0 student is kept as *nature-alin-session24*, outside these globs).
 # Students: 60 games on seeds 1000-1005 (this folder) plus, where they are the same trained students, the 30 games
 # on seeds 0-5 published with their grid. The 8000-step alpha-0 and alpha-1 students with checkpoints are a rerun
 # of the published grid's (data/figure4/breakout-t5.75M-cos8k-warmup-ckpt), so only their 60-game files count here.
