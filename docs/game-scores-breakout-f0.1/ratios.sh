@@ -64,3 +64,9 @@ python scripts/score_ratio.py --students $here/student8k-nature-alin-f0.1-a1-s*.
 echo "== the same over the nature KL-only students"
 python scripts/score_ratio.py --students $here/student8k-nature-alin-f0.1-a1-s*.json \
     --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-alin-a1-over-a0.json
+echo "== the teacher-sized student with a constant alpha 0.3 (--student nature --alpha 0.3), 8000 steps (session 31)"
+python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s*.json \
+    --teacher $teacher --json $here/ratio-8k-nature-a0.3.json
+echo "== the same over the nature KL-only students"
+python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s*.json \
+    --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-a0.3-over-a0.json
