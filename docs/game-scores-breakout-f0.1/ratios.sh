@@ -70,3 +70,11 @@ python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s
 echo "== the same over the nature KL-only students"
 python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s*.json \
     --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-a0.3-over-a0.json
+echo "== the same students, 60 more sampled games each on seeds 2000-2005 (session 31)"
+python scripts/score_ratio.py --students $here/student8k-nature-a0.3-s2000-f0.1-a0.3-s*-sample-60.json \
+    --teacher $teacher --json $here/ratio-8k-nature-a0.3-s2000-sample.json
+python scripts/score_ratio.py --students $here/student8k-nature-a0.3-s2000-f0.1-a0.3-s*-sample-60.json \
+    --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-a0.3-s2000-sample-over-a0.json
+echo "== both sets pooled: 120 sampled games per student"
+python scripts/score_ratio.py --students $here/student8k-nature-a0.3-s2000-f0.1-a0.3-s*-sample-60.json \
+    $here/student8k-nature-a0.3-f0.1-a0.3-s*-60-s1000.json --teacher $teacher --json $here/ratio-8k-nature-a0.3-pooled-360-sample.json
