@@ -65,10 +65,10 @@ echo "== the same over the nature KL-only students"
 python scripts/score_ratio.py --students $here/student8k-nature-alin-f0.1-a1-s*.json \
     --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-alin-a1-over-a0.json
 echo "== the teacher-sized student with a constant alpha 0.3 (--student nature --alpha 0.3), 8000 steps (session 31)"
-python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s*.json \
+python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s[012]-60-s1000.json \
     --teacher $teacher --json $here/ratio-8k-nature-a0.3.json
 echo "== the same over the nature KL-only students"
-python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s*.json \
+python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s[012]-60-s1000.json \
     --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-a0.3-over-a0.json
 echo "== the same students, 60 more sampled games each on seeds 2000-2005 (session 31)"
 python scripts/score_ratio.py --students $here/student8k-nature-a0.3-s2000-f0.1-a0.3-s*-sample-60.json \
@@ -77,4 +77,12 @@ python scripts/score_ratio.py --students $here/student8k-nature-a0.3-s2000-f0.1-
     --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-a0.3-s2000-sample-over-a0.json
 echo "== both sets pooled: 120 sampled games per student"
 python scripts/score_ratio.py --students $here/student8k-nature-a0.3-s2000-f0.1-a0.3-s*-sample-60.json \
-    $here/student8k-nature-a0.3-f0.1-a0.3-s*-60-s1000.json --teacher $teacher --json $here/ratio-8k-nature-a0.3-pooled-360-sample.json
+    $here/student8k-nature-a0.3-f0.1-a0.3-s[012]-60-s1000.json --teacher $teacher --json $here/ratio-8k-nature-a0.3-pooled-360-sample.json
+echo "== a replication decided after the first three: seeds 3-5 trained with distill-train, same settings (session 31)"
+python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s[345]-60-s1000.json \
+    --teacher $teacher --json $here/ratio-8k-nature-a0.3-s345.json
+echo "== all six students"
+python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s*-60-s1000.json \
+    --teacher $teacher --json $here/ratio-8k-nature-a0.3-6seeds.json
+python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s*-60-s1000.json \
+    --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-a0.3-6seeds-over-a0.json
