@@ -41,7 +41,8 @@ def test_relative_sobolev_distance_hand_computed():
 
 def test_students_registry_and_sizes():
     sizes = {name: count_parameters(make_student(name, 4)) for name in STUDENTS}
-    assert sizes["small"] < sizes["paper"] < sizes["nature"]
+    assert sizes["small"] < sizes["paper"] < sizes["nature-half"] < sizes["nature"]
+    assert sizes["nature-half"] == 882_084  # the teacher's convs (77,984 parameters) and 3136 * 256 + 256 * 4 + biases
     x = torch.rand(2, 4, 84, 84)
     assert make_student("paper", 6)(x).shape == (2, 6)
 
