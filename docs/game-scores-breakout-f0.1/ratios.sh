@@ -86,3 +86,15 @@ python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s
     --teacher $teacher --json $here/ratio-8k-nature-a0.3-6seeds.json
 python scripts/score_ratio.py --students $here/student8k-nature-a0.3-f0.1-a0.3-s*-60-s1000.json \
     --teacher $here/student8k-nature-f0.1-a0-s*.json --json $here/ratio-8k-nature-a0.3-6seeds-over-a0.json
+echo "== nature-half (the teacher's convs, 256 hidden units, 0.88M), alpha 0.3, 8000 steps (session 31)"
+python scripts/score_ratio.py --students $here/student8k-nature-half-f0.1-a0.3-s*.json \
+    --teacher $teacher --json $here/ratio-8k-nature-half-a0.3.json
+echo "== the same, alpha 0"
+python scripts/score_ratio.py --students $here/student8k-nature-half-f0.1-a0-s*.json \
+    --teacher $teacher --json $here/ratio-8k-nature-half-a0.json
+echo "== nature-half: alpha 0.3 over KL-only"
+python scripts/score_ratio.py --students $here/student8k-nature-half-f0.1-a0.3-s*.json \
+    --teacher $here/student8k-nature-half-f0.1-a0-s*.json --json $here/ratio-8k-nature-half-a0.3-over-a0.json
+echo "== alpha 0.3: nature-half over nature (seeds 0-2)"
+python scripts/score_ratio.py --students $here/student8k-nature-half-f0.1-a0.3-s*.json \
+    --teacher $here/student8k-nature-a0.3-f0.1-a0.3-s[012]-60-s1000.json --json $here/ratio-8k-nature-half-over-nature-a0.3.json
