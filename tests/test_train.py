@@ -343,6 +343,14 @@ def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_mo
     with pytest.raises(SystemExit) as exc:
         main(["--student", str(tmp_path)])
     assert exc.value.code == 2 and "not a finished distill-train run" in capsys.readouterr().err
+    # game-score sweeps can skip the held-out pass; asking for it and skipping it at once is an error
+    assert main(["--student", str(run), "--no-teacher", "--no-held-out", "--episodes", "1", "--envs", "1",
+                 "--mode", "greedy", "--json", str(out)]) == 0
+    skipped = json.loads(out.read_text())
+    assert "held_out" not in skipped and skipped["modes"]["greedy"]["episodes"] == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["--student", str(run), "--no-held-out", "--dataset", str(recording)])
+    assert exc.value.code == 2 and "pass one of the two" in capsys.readouterr().err
 
 
 def _script_module(name: str):
