@@ -98,3 +98,9 @@ python scripts/score_ratio.py --students $here/student8k-nature-half-f0.1-a0.3-s
 echo "== alpha 0.3: nature-half over nature (seeds 0-2)"
 python scripts/score_ratio.py --students $here/student8k-nature-half-f0.1-a0.3-s*.json \
     --teacher $here/student8k-nature-a0.3-f0.1-a0.3-s[012]-60-s1000.json --json $here/ratio-8k-nature-half-over-nature-a0.3.json
+echo "== nature-half alpha 0.3, three more students (seeds 3-5, sampled games only; session 31)"
+python scripts/score_ratio.py --students $here/student8k-nature-half-rep-f0.1-a0.3-s*-sample-60-s1000.json \
+    --teacher $teacher --json $here/ratio-8k-nature-half-a0.3-s345-sample.json
+echo "== nature-half alpha 0.3, all six students"
+python scripts/score_ratio.py --students $here/student8k-nature-half-rep-f0.1-a0.3-s*-sample-60-s1000.json \
+    $here/student8k-nature-half-f0.1-a0.3-s*.json --teacher $teacher --json $here/ratio-8k-nature-half-a0.3-6seeds.json
