@@ -37,13 +37,15 @@ class ConvPolicy(nn.Module):
         return self.head(self.features(obs_scaled))
 
 
+NATURE_CONVS = [(32, 8, 4), (64, 4, 2), (64, 3, 1)]  # the teacher's (NatureCNN's) conv layers: filters, kernel, stride
+
 STUDENTS: dict[str, Callable[[int], nn.Module]] = {
     "small": lambda a: ConvPolicy(a, [(8, 8, 4), (16, 4, 2)], 128),
     "paper": lambda a: ConvPolicy(a, [(16, 8, 4), (32, 4, 2)], 256),
     # the teacher's three conv layers with half its hidden units: 0.88M parameters, 52% of the teacher, to tell
     # whether what the teacher-sized student gains at small fractions comes from its conv stack or its width
-    "nature-half": lambda a: ConvPolicy(a, [(32, 8, 4), (64, 4, 2), (64, 3, 1)], 256),
-    "nature": lambda a: ConvPolicy(a, [(32, 8, 4), (64, 4, 2), (64, 3, 1)], 512),  # the teacher's shape
+    "nature-half": lambda a: ConvPolicy(a, NATURE_CONVS, 256),
+    "nature": lambda a: ConvPolicy(a, NATURE_CONVS, 512),  # the teacher's shape
 }
 
 

@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             episodes, attrs = recording_episodes(dataset)
             if str(attrs["game"]) != game:
                 raise UserError(f"{dataset} is a recording of {attrs['game']}, not {game}")
-            split = split_by_episodes(episodes, info["config"]["fraction"], info["config"]["split_seed"])
             if not args.no_held_out:
+                split = split_by_episodes(episodes, info["config"]["fraction"], info["config"]["split_seed"])
                 report["held_out"] = evaluate_states(student, dataset, split.test_rows, device)
                 print(f"held-out on {dataset}: action error {report['held_out']['test_action_error']:.4f}, "
                       f"KL {report['held_out']['test_kl']:.4f} nats over {len(split.test_rows)} states")
