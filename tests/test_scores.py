@@ -1,6 +1,7 @@
 """Score ratios: the bootstrap interval covers the true ratio at its stated rate, and the files it reads."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,19 @@ def test_score_ratio_script_pools_seeds(tmp_path):
     missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "score_ratio.py"), "--students", "nope.json",
                               "--teacher", str(s0)], capture_output=True, text=True, cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
+
+
+def test_score_ratio_script_ends_quietly_when_its_reader_stops(tmp_path):
+    """`score_ratio.py ... | head -1` must not end in a BrokenPipeError traceback: here the reader is gone before
+    the first line is written, so that the write fails every time rather than depending on timing."""
+    s0 = _eval_json(tmp_path / "s0.json", {"sample": [40, 60], "greedy": [80, 100]})
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "score_ratio.py"), "--students", str(s0),
+                               "--teacher", str(ROOT / "teachers" / "cards" / "breakout.json")],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
