@@ -104,3 +104,12 @@ python scripts/score_ratio.py --students $here/student8k-nature-half-rep-f0.1-a0
 echo "== nature-half alpha 0.3, all six students"
 python scripts/score_ratio.py --students $here/student8k-nature-half-rep-f0.1-a0.3-s*-sample-60-s1000.json \
     $here/student8k-nature-half-f0.1-a0.3-s*.json --teacher $teacher --json $here/ratio-8k-nature-half-a0.3-6seeds.json
+echo "== nature-half, alpha 1 falling to 0 (--alpha-schedule linear), 8000 steps (session 32)"
+python scripts/score_ratio.py --students $here/student8k-nature-half-alin-f0.1-a1-s*.json \
+    --teacher $teacher --json $here/ratio-8k-nature-half-alin-a1.json
+echo "== nature-half: the falling weight over KL-only"
+python scripts/score_ratio.py --students $here/student8k-nature-half-alin-f0.1-a1-s*.json \
+    --teacher $here/student8k-nature-half-f0.1-a0-s*.json --json $here/ratio-8k-nature-half-alin-a1-over-a0.json
+echo "== the falling weight: nature-half over nature"
+python scripts/score_ratio.py --students $here/student8k-nature-half-alin-f0.1-a1-s*.json \
+    --teacher $here/student8k-nature-alin-f0.1-a1-s[012]-60-s1000.json --json $here/ratio-8k-nature-half-over-nature-alin.json
