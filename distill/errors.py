@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Callable, TypeVar
 
@@ -14,12 +15,19 @@ class UserError(Exception):
 
 
 def cli_entry(func: F) -> F:
-    """Wrap a CLI ``main`` so a :class:`UserError` becomes ``error: ...`` on stderr and exit code 2."""
+    """Wrap a CLI ``main`` so a :class:`UserError` becomes ``error: ...`` on stderr and exit code 2, and a reader
+    that stops early (``| head``) ends the command quietly instead of in a BrokenPipeError traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here, inside the handler, not in Python's flush at exit
+            return result
+        except BrokenPipeError:
+            # stdout goes to /dev/null so that the flush at exit does not raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(1) from None
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
