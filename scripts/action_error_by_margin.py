@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.errors import UserError  # noqa: E402
+from distill.errors import UserError, cli_entry  # noqa: E402
 from distill.heldout import sampled_heldout_logits  # noqa: E402
 
 
@@ -57,6 +57,7 @@ def margin_report(run: Path, states: int, edges: list[float], merge: list[str]) 
     return report
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", type=Path, nargs="+", help="distill-train run directories")
@@ -74,11 +75,7 @@ def main(argv: list[str] | None = None) -> int:
           + (" | merged error |" if args.merge else " |"))
     print("|---|---|---|" + "---|" * len(names) + ("---|" if args.merge else ""))
     for run in args.runs:
-        try:
-            r = margin_report(run, args.states, args.edges, args.merge)
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        r = margin_report(run, args.states, args.edges, args.merge)
         cells = " | ".join(f"{b['share']:.2f}, {b['error']:.3f}" for b in r["bands"])
         merged = f" | {r['merged_error']:.4f} |" if args.merge else " |"
         print(f"| {r['run']} | {r['alpha']:g} | {r['error']:.4f} | {cells}{merged}")

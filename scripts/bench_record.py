@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from distill.errors import cli_entry  # noqa: E402
 from distill import atari  # noqa: E402
 from distill.device import resolve_device  # noqa: E402
 from distill.recording import CHUNK_STATES, RecordConfig, compression, record, teacher_step  # noqa: E402
@@ -73,6 +74,7 @@ def codec_table(path: Path, n: int = 512) -> list[dict]:
     return rows
 
 
+@cli_entry
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", default="Breakout", help="shipped teacher game name or .zip path")

@@ -16,6 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from distill.errors import cli_entry  # noqa: E402
 from distill.data import TrainingData, recording_episodes, split_by_episodes  # noqa: E402
 from distill.device import resolve_device  # noqa: E402
 from distill.losses import distillation_loss  # noqa: E402
@@ -53,6 +54,7 @@ def bench(data: TrainingData, alpha: float, steps: int, batch: int, student_name
     return {"samples_per_s": steps * batch / total, "step_ms": 1000 * total / steps, "data_wait_share": wait / total}
 
 
+@cli_entry
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", type=Path, required=True)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.data import TrainingData, recording_episodes, split_by_episodes  # noqa: E402
 from distill.dataset_file import has_gradients  # noqa: E402
-from distill.errors import UserError  # noqa: E402
+from distill.errors import UserError, cli_entry  # noqa: E402
 from distill.losses import policy_kl, sobolev_distance  # noqa: E402
 from distill.sobolev import input_gradients  # noqa: E402
 from distill.train import live_projections, load_student, recording_teacher  # noqa: E402
@@ -70,6 +70,7 @@ def diagnose(run: Path, states: int) -> dict:
             "param_grad_kl": d_kl.norm().item(), "param_grad_sobolev": d_sob.norm().item()}
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", type=Path, nargs="+", help="distill-train run directories")
@@ -80,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
           "| median cos(g, g*) | param-grad norm KL | param-grad norm Sobolev |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
-        try:
-            r = diagnose(run, args.states)
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        r = diagnose(run, args.states)
         print(f"| {r['run']} | {r['alpha']:g} | {r['distance']} | {r['directions']} | {r['kl']:.3f} | "
               f"{r['relative']:.3f} | {r['norm_ratio']:.3f} | {r['cosine']:.3f} | {r['param_grad_kl']:.3g} | "
               f"{r['param_grad_sobolev']:.3g} |")

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from distill.errors import cli_entry  # noqa: E402
 from distill.benchmarks.functions import FUNCTIONS  # noqa: E402
 from distill.benchmarks.regression import ACTIVATIONS, METHODS, RegressionConfig, run_job  # noqa: E402
 
@@ -128,6 +129,7 @@ def plot(rows: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+@cli_entry
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.jobs < 1:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from distill.errors import cli_entry  # noqa: E402
 from distill.rollout import play  # noqa: E402
 from teachers.load import SHIPPED_DIR, file_sha256, load_teacher, read_meta  # noqa: E402
 
@@ -27,6 +28,7 @@ ALGO_SETTINGS = {
 }
 
 
+@cli_entry
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="a .zip written by distill-teacher (final or step_N.zip)")
@@ -36,15 +38,18 @@ def main(argv=None) -> int:
     p.add_argument("--training-note", default="",
                    help="how the steps were run when it took several machines (goes on the card)")
     args = p.parse_args(argv)
+    # load (and so check) the new checkpoint before the shipped one is replaced, so a bad file loses nothing
+    game = load_teacher(args.checkpoint).game
     meta = read_meta(args.checkpoint)
-    game = meta["game"]
     run_json = args.checkpoint.parent / "run.json"
     run = json.loads(run_json.read_text()) if run_json.exists() else {}
     algo = meta.get("algo", "a2c")
     dest = SHIPPED_DIR / f"{game.lower()}_{algo}.zip"
+    if args.checkpoint.resolve() != dest.resolve():
+        shutil.copyfile(args.checkpoint, dest)
     for previous in SHIPPED_DIR.glob(f"{game.lower()}_*.zip"):
-        previous.unlink()  # one shipped teacher per game
-    shutil.copyfile(args.checkpoint, dest)
+        if previous.resolve() != dest.resolve():
+            previous.unlink()  # one shipped teacher per game, removed only once its replacement is in place
     teacher = load_teacher(dest, game=game)
     results = {}
     for mode in ("sample", "greedy"):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.errors import UserError  # noqa: E402
+from distill.errors import UserError, cli_entry  # noqa: E402
 from distill.heldout import sampled_heldout_logits  # noqa: E402
 
 
@@ -50,6 +50,7 @@ def stray_mass_report(run: Path, states: int, below: float) -> dict:
             "states": len(student_logits), "below": below, **stray_mass_summary(student_log_p, teacher_log_p, below)}
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", type=Path, nargs="+", help="distill-train run directories")
@@ -66,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     reports = []
     for run in args.runs:
-        try:
-            r = stray_mass_report(run, args.states, args.below)
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        r = stray_mass_report(run, args.states, args.below)
         reports.append(r)
         print(f"| {r['run']} | {r['alpha']:g} | {r['kl_direction']} | {r['student_stray_mass']:.4f} / "
               f"{r['teacher_stray_mass']:.4f} | {r['student_entropy']:.3f} / {r['teacher_entropy']:.3f} | "
