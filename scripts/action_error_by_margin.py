@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="groups of actions with the same effect, pooled for a second error figure")
     args = p.parse_args(argv)
     if len(args.edges) < 2 or any(b <= a for a, b in zip(args.edges, args.edges[1:])):
-        print(f"error: --edges must rise, got {args.edges}", file=sys.stderr)
-        return 2
+        raise UserError(f"--edges must rise, got {args.edges}")
     names = [f"[{lo:g}, {hi:g}]" for lo, hi in zip(args.edges[:-1], args.edges[1:])]
     print("| run | alpha | error | " + " | ".join(f"margin {n}: share, error" for n in names)
           + (" | merged error |" if args.merge else " |"))

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.data import TrainingData, recording_episodes, split_by_episodes  # noqa: E402
 from distill.dataset_file import has_gradients  # noqa: E402
-from distill.errors import UserError, cli_entry  # noqa: E402
+from distill.errors import cli_entry  # noqa: E402
 from distill.losses import policy_kl, sobolev_distance  # noqa: E402
 from distill.sobolev import input_gradients  # noqa: E402
 from distill.train import live_projections, load_student, recording_teacher  # noqa: E402

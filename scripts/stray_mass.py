@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the reports to this file")
     args = p.parse_args(argv)
     if not 0 < args.below < 1:
-        print(f"error: --below must lie in (0, 1), got {args.below}", file=sys.stderr)
-        return 2
+        raise UserError(f"--below must lie in (0, 1), got {args.below}")
     print(f"| run | alpha | KL loss | stray mass (< {args.below:g}): student / teacher | entropy: student / teacher "
           "| KL(teacher‖student) | KL(student‖teacher) |")
     print("|---|---|---|---|---|---|---|")

@@ -365,6 +365,16 @@ def _script_module(name: str):
     return module
 
 
+def _one_line_error(main, argv: list[str], capsys) -> str:
+    """Runs a script's main on bad input; asserts the one-line error and exit code 2 and returns the message."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
 def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_path, capsys):
     module = _script_module("figure4")
     args = ["--dataset", str(recording), "--out", str(tmp_path), "--fractions", "0.5", "--seeds", "1",
@@ -572,7 +582,7 @@ def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
     assert module.main([str(run), "--states", "16"]) == 0
     out = capsys.readouterr().out
     assert "| run |" in out and "| recorded |" in out
-    assert module.main([str(tmp_path)]) == 2  # not a run directory: one-line error
+    assert "not a finished distill-train run" in _one_line_error(module.main, [str(tmp_path)], capsys)
 
 
 def test_action_error_by_margin_splits_the_error_into_bands(recording, tmp_path, capsys):
@@ -587,8 +597,8 @@ def test_action_error_by_margin_splits_the_error_into_bands(recording, tmp_path,
     assert module.margin_report(run, 64, [0.0, 1.0], [everything])["merged_error"] == 0.0  # one group: no error
     assert module.main([str(run), "--states", "32", "--merge", "0,1"]) == 0
     assert "merged error" in capsys.readouterr().out
-    assert module.main([str(run), "--merge", "0,0"]) == 2  # an action twice: one-line error
-    assert module.main([str(run), "--edges", "0.5", "0.1"]) == 2
+    assert "distinct actions" in _one_line_error(module.main, [str(run), "--merge", "0,0"], capsys)  # an action twice
+    assert "--edges must rise" in _one_line_error(module.main, [str(run), "--edges", "0.5", "0.1"], capsys)
 
 
 def test_stray_mass_against_hand_computed_values(recording, tmp_path, capsys):
@@ -613,8 +623,8 @@ def test_stray_mass_against_hand_computed_values(recording, tmp_path, capsys):
     final = json.loads((run / "metrics.json").read_text())
     assert report["kl_teacher_student"] == pytest.approx(final["test_kl"], rel=1e-4)  # the metric training reports
     assert "| run |" in capsys.readouterr().out
-    assert module.main([str(run), "--below", "1.5"]) == 2  # outside (0, 1): one-line error
-    assert module.main([str(tmp_path)]) == 2  # not a run directory
+    assert "--below must lie in (0, 1)" in _one_line_error(module.main, [str(run), "--below", "1.5"], capsys)
+    assert "not a finished distill-train run" in _one_line_error(module.main, [str(tmp_path)], capsys)
 
 
 def test_live_channels_counts_first_layer_channels_that_fire(recording, tmp_path, capsys):
