@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.errors import cli_entry  # noqa: E402
+from distill.errors import UserError, cli_entry  # noqa: E402
 from distill.benchmarks.functions import FUNCTIONS  # noqa: E402
 from distill.benchmarks.regression import ACTIVATIONS, METHODS, RegressionConfig, run_job  # noqa: E402
 
@@ -133,12 +133,10 @@ def plot(rows: list[dict], out: Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.jobs < 1:
-        print("error: --jobs must be at least 1", file=sys.stderr)
-        return 2
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     steps = args.steps or (300 if args.quick else RegressionConfig.steps)
     if steps < 1:
-        print("error: --steps must be at least 1", file=sys.stderr)
-        return 2
+        raise UserError(f"--steps must be at least 1, got {steps}")
     cfg = RegressionConfig(steps=steps, lr=args.lr, activation=args.activation, gradient_scale=args.gradient_scale,
                            n_test=1000 if args.quick else RegressionConfig.n_test)
     seeds = 1 if args.quick else args.seeds
@@ -146,8 +144,7 @@ def main(argv=None) -> int:
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(f"error: cannot create {args.out}: {exc.strerror}; choose a writable --out", file=sys.stderr)
-        return 2
+        raise UserError(f"cannot create {args.out}: {exc.strerror}; choose a writable --out") from None
     results = args.out / "results.csv"
     rows = load_done(results)
     done = {(r["function"], int(r["n_train"]), r["method"], int(r["seed"])) for r in rows}

@@ -6,6 +6,7 @@ import csv
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 from distill.benchmarks.functions import FUNCTIONS
@@ -61,3 +62,17 @@ def test_gradients_help_on_a_quadratic_with_few_points():
     sobolev = run_regression(FUNCTIONS["booth"], 20, "sobolev", 0, cfg)
     assert sobolev["test_grad_mse"] < regular["test_grad_mse"]
     assert sobolev["test_mse"] < regular["test_mse"]
+
+
+def test_bad_flags_give_one_line_errors(tmp_path, capsys):
+    script = load_script()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cases = ((["--jobs", "0"], "--jobs must be at least 1"), (["--steps", "-1"], "--steps must be at least 1"),
+             (["--out", str(blocker / "out"), "--quick"], "choose a writable --out"))
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            script.main(["--out", str(tmp_path / "out")] + argv if "--out" not in argv else argv)
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()  # nothing written before the flags were checked
