@@ -201,3 +201,42 @@ def test_time_limit_stops_cleanly_and_resume_finishes(tmp_path, capsys):
     code, line = run_cli(main, ["--game", "Breakout", "--steps", "10", "--out", str(tmp_path / "u.zip"),
                                 "--max-minutes", "0"], capsys)
     assert code == 2 and "--max-minutes must be positive" in line
+
+
+def test_ship_teacher_replaces_the_shipped_file_only_once_the_new_one_loads(sb3_models, tmp_path, monkeypatch, capsys):
+    """scripts/ship_teacher.py: a bad checkpoint leaves the shipped teacher in place; a good one replaces it and
+    writes its card; shipping the already-shipped file keeps it."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_teacher.py"
+    spec = importlib.util.spec_from_file_location("ship_teacher", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shipped, cards = tmp_path / "checkpoints", tmp_path / "cards"
+    shipped.mkdir()
+    monkeypatch.setattr(module, "SHIPPED_DIR", shipped)
+    monkeypatch.setattr(module, "CARDS_DIR", cards)
+    old = shipped / "breakout_ppo.zip"  # the teacher shipped before, of another algorithm
+    shutil.copyfile(sb3_models["ppo_breakout"], old)
+    write_meta(old, {"game": "Breakout", "algo": "ppo"})
+
+    bad = tmp_path / "bad.zip"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(SystemExit) as exc:
+        module.main([str(bad), "--episodes", "1", "--envs", "1"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert old.exists() and not cards.exists()  # nothing replaced, nothing written
+
+    new = tmp_path / "new.zip"
+    shutil.copyfile(sb3_models["a2c_breakout"], new)
+    write_meta(new, {"game": "Breakout", "algo": "a2c", "steps": 200, "seed": 0})
+    assert module.main([str(new), "--episodes", "1", "--envs", "1"]) == 0
+    dest = shipped / "breakout_a2c.zip"
+    assert sorted(p.name for p in shipped.iterdir()) == ["breakout_a2c.zip"]  # one shipped teacher per game
+    card = json.loads((cards / "breakout.json").read_text())
+    assert card["game"] == "Breakout" and card["evaluation"]["sample"]["episodes"] == 1
+    assert module.main([str(dest), "--episodes", "1", "--envs", "1"]) == 0  # shipping the shipped file again
+    assert dest.exists() and load_teacher(dest).game == "Breakout"
