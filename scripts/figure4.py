@@ -188,23 +188,16 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
 @cli_entry
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        device = resolve_device(args.device)
-        from distill.data import recording_episodes
+    device = resolve_device(args.device)
+    from distill.data import recording_episodes
 
-        _, attrs = recording_episodes(args.dataset)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    _, attrs = recording_episodes(args.dataset)
     game = str(attrs["game"])
     if not has_gradients(attrs) and any(a > 0 for a in args.alphas) and not args.teacher:
-        print(f"error: {no_gradients_error(args.dataset, attrs)} (here: --alphas 0)", file=sys.stderr)
-        return 2
+        raise UserError(f"{no_gradients_error(args.dataset, attrs)} (here: --alphas 0)")
     for docs in args.reuse_from or []:
         if not (docs / "metrics").is_dir():
-            print(f"error: --reuse-from {docs} holds no metrics/ folder; pass a folder written by --publish",
-                  file=sys.stderr)
-            return 2
+            raise UserError(f"--reuse-from {docs} holds no metrics/ folder; pass a folder written by --publish")
     args.out.mkdir(parents=True, exist_ok=True)
     grid = [(f, a, s) for f in args.fractions for s in range(args.seeds) for a in args.alphas]
     results: dict = {"seeds": args.seeds}
