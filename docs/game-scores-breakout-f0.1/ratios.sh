@@ -4,6 +4,8 @@
 # Session 24 adds teacher-sized students (--student nature; "nature" in their names, runs in
 # data/figure4/breakout-t5.75M-cos8k-warmup-nature-f0.1). Session 30 adds them with the falling weight ("nature-alin";
 # session 24's high-drawing seed-0 student is kept as *nature-alin-session24*, outside these globs).
+# Session 33 adds three more nature-half falling-weight students (seeds 3-5; "-rep-" in their names, outside the
+# session-32 globs, which keep seeds 0-2).
 # Students: 60 games on seeds 1000-1005 (this folder) plus, where they are the same trained students, the 30 games
 # on seeds 0-5 published with their grid. The 8000-step alpha-0 and alpha-1 students with checkpoints are a rerun
 # of the published grid's (data/figure4/breakout-t5.75M-cos8k-warmup-ckpt), so only their 60-game files count here.
@@ -113,3 +115,13 @@ python scripts/score_ratio.py --students $here/student8k-nature-half-alin-f0.1-a
 echo "== the falling weight: nature-half over nature"
 python scripts/score_ratio.py --students $here/student8k-nature-half-alin-f0.1-a1-s*.json \
     --teacher $here/student8k-nature-alin-f0.1-a1-s[012]-60-s1000.json --json $here/ratio-8k-nature-half-over-nature-alin.json
+echo "== nature-half alpha 1 falling to 0, three more students (seeds 3-5, decided after the first three; session 33)"
+python scripts/score_ratio.py --students $here/student8k-nature-half-alin-rep-f0.1-a1-s*-60-s1000.json \
+    --teacher $teacher --json $here/ratio-8k-nature-half-alin-a1-s345.json
+echo "== nature-half alpha 1 falling to 0, all six students"
+python scripts/score_ratio.py --students $here/student8k-nature-half-alin-rep-f0.1-a1-s*-60-s1000.json \
+    $here/student8k-nature-half-alin-f0.1-a1-s*.json --teacher $teacher --json $here/ratio-8k-nature-half-alin-a1-6seeds.json
+echo "== nature-half: the falling weight's six students over the three KL-only ones"
+python scripts/score_ratio.py --students $here/student8k-nature-half-alin-rep-f0.1-a1-s*-60-s1000.json \
+    $here/student8k-nature-half-alin-f0.1-a1-s*.json --teacher $here/student8k-nature-half-f0.1-a0-s*.json \
+    --json $here/ratio-8k-nature-half-alin-a1-6seeds-over-a0.json
