@@ -15,6 +15,7 @@ from distill.lives import before_life_loss, life_losses, read_lives, replay_live
 from distill.recording import RecordConfig, record
 from distill.train import TrainConfig, train
 
+from script_helpers import script_module
 from test_recording import TinyTeacher
 
 
@@ -152,7 +153,7 @@ def test_life_loss_weight_needs_lives_and_resumes_only_with_the_same_weight(reco
 def test_heldout_split_by_life_loss_reports_both_parts_of_the_test_states(recording, tmp_path, capsys):
     from distill.data import split_by_episodes
 
-    script = _script("heldout_by_life_loss")
+    script = script_module("heldout_by_life_loss")
 
     run = tmp_path / "run"
     train(cfg(recording, steps=20), run, torch.device("cpu"), progress=False)
@@ -172,22 +173,12 @@ def test_heldout_split_by_life_loss_reports_both_parts_of_the_test_states(record
     assert "| 1 |" in capsys.readouterr().out
 
 
-def _script(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_offline_vs_play_ranks_held_out_measures_against_game_scores(recording, tmp_path, capsys):
     from scipy import stats
 
     from distill.heldout import life_loss_split
 
-    script = _script("offline_vs_play")
+    script = script_module("offline_vs_play")
     files, kls = [], []
     for seed, steps in enumerate((2, 10, 40)):
         run = tmp_path / f"run{seed}"

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
-import pytest
 import torch
 
 from distill.benchmarks.functions import FUNCTIONS
 from distill.benchmarks.regression import RegressionConfig, run_regression
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "regression_benchmark.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("regression_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_helpers import one_line_error, script_module
 
 
 def test_function_gradients_match_finite_differences():
@@ -37,7 +27,7 @@ def test_function_gradients_match_finite_differences():
 
 
 def test_quick_run_writes_results_summary_and_figure_and_resumes(tmp_path, capsys):
-    script = load_script()
+    script = script_module("regression_benchmark")
     args = ["--out", str(tmp_path), "--quick", "--functions", "booth", "mccormick", "--steps", "30"]
     assert script.main(args) == 0
     with (tmp_path / "results.csv").open() as handle:
@@ -65,14 +55,12 @@ def test_gradients_help_on_a_quadratic_with_few_points():
 
 
 def test_bad_flags_give_one_line_errors(tmp_path, capsys):
-    script = load_script()
+    script = script_module("regression_benchmark")
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     cases = ((["--jobs", "0"], "--jobs must be at least 1"), (["--steps", "-1"], "--steps must be at least 1"),
              (["--out", str(blocker / "out"), "--quick"], "choose a writable --out"))
     for argv, message in cases:
-        with pytest.raises(SystemExit) as exc:
-            script.main(["--out", str(tmp_path / "out")] + argv if "--out" not in argv else argv)
-        err = capsys.readouterr().err.strip()
-        assert exc.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+        assert message in one_line_error(script.main, argv if "--out" in argv else ["--out", str(tmp_path / "out")] + argv,
+                                         capsys)
     assert not (tmp_path / "out").exists()  # nothing written before the flags were checked

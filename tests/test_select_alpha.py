@@ -14,7 +14,8 @@ from distill.errors import UserError
 from distill.heldout import divide_heldout, episode_sums, finished_runs, per_state_metrics
 from distill.train import evaluate_states, load_student, train
 
-from test_train import _script_module, cfg, recording  # noqa: F401  (recording is a fixture)
+from script_helpers import script_module
+from test_train import cfg, recording  # noqa: F401  (recording is a fixture)
 
 
 def test_per_state_metrics_average_to_the_reported_test_metrics(recording, tmp_path):  # noqa: F811
@@ -63,7 +64,7 @@ def test_select_alpha_chooses_on_validation_and_reports_on_test(recording, tmp_p
         for seed in (0, 1):
             train(cfg(recording, alpha=alpha, seed=seed, steps=12, fraction=0.3), grid / "runs" / f"a{alpha:g}-s{seed}",
                   torch.device("cpu"), progress=False)
-    module = _script_module("select_alpha")
+    module = script_module("select_alpha")
     out = tmp_path / "out"
     assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out)]) == 0
     result = json.loads((out / "select_alpha-v0.json").read_text())
@@ -98,7 +99,7 @@ def test_select_alpha_weighs_a_falling_alpha_as_a_candidate_of_its_own(recording
     grid = tmp_path / "grid"
     for name, kw in (("a0", dict(alpha=0.0)), ("a1", dict(alpha=1.0)), ("a1-linear", dict(alpha=1.0, alpha_schedule="linear"))):
         train(cfg(recording, steps=8, fraction=0.3, **kw), grid / "runs" / name, torch.device("cpu"), progress=False)
-    module = _script_module("select_alpha")
+    module = script_module("select_alpha")
     out = tmp_path / "out"
     assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out)]) == 0
     (row,) = json.loads((out / "select_alpha-v0.json").read_text())["fractions"]
@@ -109,7 +110,7 @@ def test_select_alpha_weighs_a_falling_alpha_as_a_candidate_of_its_own(recording
 
 
 def test_select_alpha_refuses_bad_input_in_one_line(recording, tmp_path, capsys, caplog):  # noqa: F811
-    module = _script_module("select_alpha")
+    module = script_module("select_alpha")
     with pytest.raises(SystemExit) as exc:
         module.main(["--dataset", str(recording), "--runs", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert exc.value.code == 2
@@ -135,7 +136,7 @@ def test_compare_by_episode_pairs_seeds_and_counts_episodes(recording, tmp_path,
             runs[alpha, seed] = tmp_path / f"a{alpha:g}-s{seed}"
             train(cfg(recording, alpha=alpha, seed=seed, steps=8, fraction=0.3), runs[alpha, seed],
                   torch.device("cpu"), progress=False)
-    module = _script_module("compare_by_episode")
+    module = script_module("compare_by_episode")
     out = tmp_path / "out"
     episode_of_state, _ = recording_episodes(recording)
     heldout = split_by_episodes(episode_of_state, 0.3, 0).test_episodes

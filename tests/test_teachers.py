@@ -206,14 +206,11 @@ def test_time_limit_stops_cleanly_and_resume_finishes(tmp_path, capsys):
 def test_ship_teacher_replaces_the_shipped_file_only_once_the_new_one_loads(sb3_models, tmp_path, monkeypatch, capsys):
     """scripts/ship_teacher.py: a bad checkpoint leaves the shipped teacher in place; a good one replaces it and
     writes its card; shipping the already-shipped file keeps it."""
-    import importlib.util
     import shutil
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_teacher.py"
-    spec = importlib.util.spec_from_file_location("ship_teacher", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from script_helpers import one_line_error, script_module
+
+    module = script_module("ship_teacher")
     shipped, cards = tmp_path / "checkpoints", tmp_path / "cards"
     shipped.mkdir()
     monkeypatch.setattr(module, "SHIPPED_DIR", shipped)
@@ -224,10 +221,7 @@ def test_ship_teacher_replaces_the_shipped_file_only_once_the_new_one_loads(sb3_
 
     bad = tmp_path / "bad.zip"
     bad.write_text("not a checkpoint")
-    with pytest.raises(SystemExit) as exc:
-        module.main([str(bad), "--episodes", "1", "--envs", "1"])
-    err = capsys.readouterr().err.strip()
-    assert exc.value.code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    one_line_error(module.main, [str(bad), "--episodes", "1", "--envs", "1"], capsys)
     assert old.exists() and not cards.exists()  # nothing replaced, nothing written
 
     new = tmp_path / "new.zip"

@@ -13,6 +13,7 @@ from distill.errors import UserError
 from distill.recording import RecordConfig, record
 from distill.train import TrainConfig, load_student, train
 
+from script_helpers import one_line_error, script_module
 from test_recording import TinyTeacher
 
 
@@ -353,30 +354,8 @@ def test_eval_cli_plays_a_student_beside_its_teacher(recording, tmp_path, sb3_mo
     assert exc.value.code == 2 and "pass one of the two" in capsys.readouterr().err
 
 
-def _script_module(name: str):
-    """scripts/<name>.py, imported as a module."""
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _one_line_error(main, argv: list[str], capsys) -> str:
-    """Runs a script's main on bad input; asserts the one-line error and exit code 2 and returns the message."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err.strip()
-    assert exc.value.code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
-    return err
-
-
 def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_path, capsys):
-    module = _script_module("figure4")
+    module = script_module("figure4")
     args = ["--dataset", str(recording), "--out", str(tmp_path), "--fractions", "0.5", "--seeds", "1",
             "--steps", "10", "--eval-every", "5", "--student", "small", "--test-cap", "32"]
     assert module.main(args) == 0
@@ -411,7 +390,7 @@ def test_figure4_script_writes_figure_and_table_and_reuses_runs(recording, tmp_p
 
 def test_figure4_publishes_runs_that_a_new_machine_reuses(recording, tmp_path, capsys):
     """--publish keeps what defines each result in a committed folder; --reuse-from on an empty data/ reuses it."""
-    module = _script_module("figure4")
+    module = script_module("figure4")
     args = ["--dataset", str(recording), "--fractions", "0.5", "--seeds", "1", "--steps", "6", "--eval-every", "3",
             "--student", "small", "--test-cap", "32"]
     docs = tmp_path / "docs"
@@ -437,7 +416,7 @@ def test_figure4_publishes_runs_that_a_new_machine_reuses(recording, tmp_path, c
     assert "restored" in err and "f0.5-a0-s0 from" in err and "not restoring f0.5-a1-s0" in err
     assert "(alpha_schedule)" in err and err.count("] train ") == 1
     assert "alpha schedule linear" in (tmp_path / "linear" / "table.md").read_text()
-    assert "holds no metrics/ folder" in _one_line_error(
+    assert "holds no metrics/ folder" in one_line_error(
         module.main, args + ["--out", str(tmp_path / "fourth"), "--reuse-from", str(tmp_path / "nothing")], capsys)
 
 
@@ -445,7 +424,7 @@ def test_figure4_invocations_side_by_side_share_the_grid(recording, tmp_path, ca
     """A run claimed by another live invocation is skipped; a dead owner's claim is taken over."""
     import subprocess
 
-    module = _script_module("figure4")
+    module = script_module("figure4")
     args = ["--dataset", str(recording), "--out", str(tmp_path), "--fractions", "0.5", "--seeds", "1",
             "--steps", "6", "--eval-every", "3", "--student", "small", "--test-cap", "32"]
     other = subprocess.Popen(["sleep", "60"])  # stands in for a second invocation
@@ -533,8 +512,8 @@ def test_gradient_free_recording_trains_kl_only_or_with_the_live_teacher(sb3_mod
     with pytest.raises(UserError, match="holds no input gradients .* --teacher"):
         train(cfg(path, alpha=1.0), tmp_path / "refused", torch.device("cpu"), progress=False)
     assert not (tmp_path / "refused").exists()
-    figure4 = _script_module("figure4")
-    assert "holds no input gradients" in _one_line_error(
+    figure4 = script_module("figure4")
+    assert "holds no input gradients" in one_line_error(
         figure4.main, ["--dataset", str(path), "--out", str(tmp_path / "grid"), "--alphas", "0", "1"], capsys)
     assert not (tmp_path / "grid").exists()
     assert np.isfinite(train(cfg(path, alpha=0.0), tmp_path / "kl", torch.device("cpu"), progress=False)["test_kl"])
@@ -543,7 +522,7 @@ def test_gradient_free_recording_trains_kl_only_or_with_the_live_teacher(sb3_mod
     assert np.isfinite(final["test_kl"])
     rows = (tmp_path / "live" / "metrics.csv").read_text().splitlines()[1:]
     assert all(float(row.split(",")[4]) > 0 for row in rows)  # the Sobolev term was trained on live directions
-    diagnosis = _script_module("diagnose_sobolev").diagnose(tmp_path / "live", states=8)  # teacher projections drawn live
+    diagnosis = script_module("diagnose_sobolev").diagnose(tmp_path / "live", states=8)  # teacher projections drawn live
     assert diagnosis["directions"] == "live teacher" and -1.0 <= diagnosis["cosine"] <= 1.0
 
 
@@ -562,7 +541,7 @@ def test_grid_flags_give_the_live_teacher_to_sobolev_runs_only(tmp_path):
     assert training_config(args, "rec.h5", "Breakout", 1.0, 0.1, 0).teacher == "teacher.zip"
     assert training_config(args, "rec.h5", "Breakout", 0.0, 0.1, 0).teacher is None
     assert training_config(parser.parse_args([]), "rec.h5", "Breakout", 1.0, 0.1, 0).teacher is None
-    grid_args = _script_module("figure4").parse_args(["--dataset", "r.h5", "--out", "o", "--teacher", "T"])
+    grid_args = script_module("figure4").parse_args(["--dataset", "r.h5", "--out", "o", "--teacher", "T"])
     assert grid_args.teacher == "T"
     # a run stored with a teacher (as KL-only runs were before) still counts as the same KL-only run without one
     for alpha, differs in ((0.0, {}), (1.0, {"teacher": "T.zip"})):
@@ -574,7 +553,7 @@ def test_grid_flags_give_the_live_teacher_to_sobolev_runs_only(tmp_path):
 
 
 def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
-    module = _script_module("diagnose_sobolev")
+    module = script_module("diagnose_sobolev")
     run = tmp_path / "run"
     train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
     r = module.diagnose(run, states=16)
@@ -583,11 +562,11 @@ def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
     assert module.main([str(run), "--states", "16"]) == 0
     out = capsys.readouterr().out
     assert "| run |" in out and "| recorded |" in out
-    assert "not a finished distill-train run" in _one_line_error(module.main, [str(tmp_path)], capsys)
+    assert "not a finished distill-train run" in one_line_error(module.main, [str(tmp_path)], capsys)
 
 
 def test_action_error_by_margin_splits_the_error_into_bands(recording, tmp_path, capsys):
-    module = _script_module("action_error_by_margin")
+    module = script_module("action_error_by_margin")
     run = tmp_path / "run"
     train(cfg(recording, alpha=0.0, steps=10), run, torch.device("cpu"), progress=False)
     r = module.margin_report(run, states=64, edges=[0.0, 0.05, 0.2, 1.0], merge=[])
@@ -598,12 +577,12 @@ def test_action_error_by_margin_splits_the_error_into_bands(recording, tmp_path,
     assert module.margin_report(run, 64, [0.0, 1.0], [everything])["merged_error"] == 0.0  # one group: no error
     assert module.main([str(run), "--states", "32", "--merge", "0,1"]) == 0
     assert "merged error" in capsys.readouterr().out
-    assert "distinct actions" in _one_line_error(module.main, [str(run), "--merge", "0,0"], capsys)  # an action twice
-    assert "--edges must rise" in _one_line_error(module.main, [str(run), "--edges", "0.5", "0.1"], capsys)
+    assert "distinct actions" in one_line_error(module.main, [str(run), "--merge", "0,0"], capsys)  # an action twice
+    assert "--edges must rise" in one_line_error(module.main, [str(run), "--edges", "0.5", "0.1"], capsys)
 
 
 def test_stray_mass_against_hand_computed_values(recording, tmp_path, capsys):
-    module = _script_module("stray_mass")
+    module = script_module("stray_mass")
     teacher = torch.tensor([[0.9, 0.08, 0.02], [0.5, 0.49, 0.01]])
     student = torch.tensor([[0.7, 0.1, 0.2], [0.5, 0.4, 0.1]])
     s = module.stray_mass_summary(student.log(), teacher.log(), below=0.05)
@@ -624,8 +603,8 @@ def test_stray_mass_against_hand_computed_values(recording, tmp_path, capsys):
     final = json.loads((run / "metrics.json").read_text())
     assert report["kl_teacher_student"] == pytest.approx(final["test_kl"], rel=1e-4)  # the metric training reports
     assert "| run |" in capsys.readouterr().out
-    assert "--below must lie in (0, 1)" in _one_line_error(module.main, [str(run), "--below", "1.5"], capsys)
-    assert "not a finished distill-train run" in _one_line_error(module.main, [str(tmp_path)], capsys)
+    assert "--below must lie in (0, 1)" in one_line_error(module.main, [str(run), "--below", "1.5"], capsys)
+    assert "not a finished distill-train run" in one_line_error(module.main, [str(tmp_path)], capsys)
 
 
 def test_live_channels_counts_first_layer_channels_that_fire(recording, tmp_path, capsys):
@@ -646,7 +625,7 @@ def test_live_channels_counts_first_layer_channels_that_fire(recording, tmp_path
         assert live_first_layer_channels(student, obs) == 14
         assert live_first_layer_channels(student, torch.zeros(8, 4, 84, 84)) == 13  # but not on blank frames
 
-    module = _script_module("live_channels")
+    module = script_module("live_channels")
     run = tmp_path / "runs" / "f0.5-a1-s0"
     train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
     out = tmp_path / "live.json"
@@ -663,7 +642,7 @@ def test_live_channels_counts_first_layer_channels_that_fire(recording, tmp_path
 def test_on_policy_gap_measures_disagreement_on_the_states_each_policy_reaches(recording, tmp_path, sb3_models):
     from teachers.load import load_teacher
 
-    gap = _script_module("on_policy_gap")
+    gap = script_module("on_policy_gap")
     teacher = load_teacher(str(sb3_models["a2c_breakout"]), "Breakout")
     obs = torch.rand(5, 4, 84, 84)
     same = gap.Disagreement(teacher, teacher, teacher)  # a student equal to its teacher never disagrees
@@ -690,7 +669,7 @@ def test_on_policy_gap_measures_disagreement_on_the_states_each_policy_reaches(r
 
 
 def test_teacher_perturbation_calibrates_to_the_asked_kl_and_entropy(recording, tmp_path, sb3_models):
-    tp = _script_module("teacher_perturbation")
+    tp = script_module("teacher_perturbation")
     logits = torch.randn(300, 4, generator=torch.Generator().manual_seed(0)) * 2
     noise = torch.randn(300, 4, generator=torch.Generator().manual_seed(1))
     sigma = tp.noise_scale_for_kl(logits, noise, 0.05)
@@ -716,7 +695,7 @@ def test_teacher_perturbation_calibrates_to_the_asked_kl_and_entropy(recording, 
 
 
 def test_life_loss_disagreement_marks_the_steps_before_each_lost_life(recording, tmp_path, sb3_models):
-    ll = _script_module("life_loss_disagreement")
+    ll = script_module("life_loss_disagreement")
     lives = np.array([5, 5, 5, 5, 4, 4, 4, 3, 3, 0])  # lives after each step; index 0 is the start
     marked = ll.mark_before_losses(lives, window=2)
     np.testing.assert_array_equal(np.flatnonzero(marked), [3, 4, 6, 7, 8, 9])
