@@ -35,7 +35,7 @@ METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "
 
 # settings that shape only the gradient term, at the values a KL-only run (alpha 0) is stored with: such a run is the
 # same run whatever they were set to, and stays reusable beside a Sobolev grid with any of them
-GRADIENT_TERM_SETTINGS: dict[str, object] = {"teacher": None, "alpha_schedule": "constant"}
+GRADIENT_TERM_SETTINGS: dict[str, object] = {"teacher": None, "alpha_schedule": "constant", "alpha_until": 1.0}
 
 
 @dataclass
@@ -68,6 +68,9 @@ class TrainConfig:
     # constant (the paper), or linear: alpha falls to 0 at --steps, so that the gradient term shapes the student
     # early and stops costing fit at the end, where KL-only students with much data overtake (docs/figure4.md)
     alpha_schedule: str = "constant"
+    # with the linear schedule: the share of --steps at which the weight reaches 0 (1 = the last step); below 1 the
+    # rest of the run is plain KL distillation, so the student can finish fitting its training states
+    alpha_until: float = 1.0
 
     def without_unused_settings(self) -> TrainConfig:
         """This config, with the gradient term's settings at their stored values when alpha is 0 (they change
@@ -99,6 +102,11 @@ class TrainConfig:
         if self.alpha_schedule not in ALPHA_SCHEDULES:
             raise UserError(f"--alpha-schedule must be one of {', '.join(ALPHA_SCHEDULES)}, "
                             f"got {self.alpha_schedule!r}")
+        if not 0.0 < self.alpha_until <= 1.0 or not math.isfinite(self.alpha_until):
+            raise UserError(f"--alpha-until is a share of --steps in (0, 1], got {self.alpha_until}")
+        if self.alpha_until != 1.0 and self.alpha_schedule != "linear":
+            raise UserError(f"--alpha-until {self.alpha_until:g} needs --alpha-schedule linear "
+                            "(a constant weight never falls to 0)")
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -107,9 +115,12 @@ ALPHA_SCHEDULES = ("constant", "linear")
 
 def sobolev_weight(cfg: TrainConfig, step: int) -> float:
     """The Sobolev term's weight at optimiser step ``step`` (0-based): --alpha throughout, or falling linearly from
-    --alpha at the first step towards 0 at --steps (positive at every step taken, so the term is always built)."""
+    --alpha at the first step towards 0 at ``--alpha-until * --steps``. With --alpha-until 1 it is positive at every
+    step taken, so the term is always built; with less it is 0 from there on and those steps cost what KL-only
+    steps cost."""
     if cfg.alpha_schedule == "linear":
-        return cfg.alpha * (1.0 - min(step, cfg.steps) / cfg.steps)
+        end = cfg.alpha_until * cfg.steps
+        return cfg.alpha * max(0.0, 1.0 - step / end)
     return cfg.alpha
 
 
@@ -248,7 +259,7 @@ def config_differences(config_json: Path, cfg: TrainConfig, ignore: tuple[str, .
     """``settings_differences`` for a run's config.json wherever it lies (a published copy, say)."""
     # settings added later take the value older runs were made with
     older = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0, "life_loss_window": 16,
-             "alpha_schedule": "constant"}
+             "alpha_schedule": "constant", "alpha_until": 1.0}
     stored = {**older, **json.loads(config_json.read_text())["config"]}
     if cfg.alpha == 0:  # a KL-only run has no gradient term: older ones may have stored a teacher with it
         ignore = (*ignore, *GRADIENT_TERM_SETTINGS)
@@ -348,7 +359,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"distil a={cfg.alpha:g} f={cfg.fraction:g}", unit="step",
                disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    start_time, start_step, running = time.time(), step, {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0}
+    start_time, start_step, running = time.time(), step, {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0, "n_sob": 0}
     student.train()
     while step < cfg.steps:
         if weights is None:
@@ -370,22 +381,25 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         # summed on the device: a .item() per step would stall a GPU on every step
         running["loss"] += out.total.detach()
         running["kl"] += out.kl.detach()
-        running["sob"] += out.sobolev.detach() if out.sobolev is not None else 0.0
+        if out.sobolev is not None:  # not built once a falling weight has reached 0
+            running["sob"] += out.sobolev.detach()
+            running["n_sob"] += 1
         running["n"] += 1
         bar.update(1)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             metrics = evaluate_loaded(student, capped_obs, capped_logits)
             n = max(running["n"], 1)
             row = {"step": step, "samples": step * cfg.batch_size, "train_loss": float(running["loss"]) / n,
-                   "train_kl": float(running["kl"]) / n, "train_sobolev": float(running["sob"]) / n if with_grads else "",
+                   "train_kl": float(running["kl"]) / n, "train_sobolev": float(running["sob"]) / running["n_sob"] if with_grads and running["n_sob"] else "",
                    **metrics, "seconds": round(seconds_before + time.time() - start_time, 3)}
-            running = {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0}
+            running = {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0, "n_sob": 0}
             with metrics_path.open("a", newline="") as handle:
                 csv.DictWriter(handle, METRIC_FIELDS).writerow(row)
             for key in ("train_loss", "train_kl", "test_action_error", "test_kl"):
                 writer.add_scalar(key, row[key], step)
-            if with_grads:
+            if row["train_sobolev"] != "":
                 writer.add_scalar("train_sobolev", row["train_sobolev"], step)
+            if with_grads:
                 writer.add_scalar("alpha", sobolev_weight(cfg, step - 1), step)
             bar.set_postfix(err=f"{metrics['test_action_error']:.3f}", kl=f"{metrics['test_kl']:.4f}",
                             sps=f"{(step - start_step) * cfg.batch_size / max(time.time() - start_time, 1e-9):.0f}",  # this invocation's

@@ -135,8 +135,22 @@ def read_curve(run: Path) -> list[dict]:
         return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(handle)]
 
 
+def falling_description(alpha_until: float) -> str:
+    """How the table names the linear schedule's end."""
+    if alpha_until == 1.0:
+        return " (falling linearly to 0 at the last step)"
+    return f" (falling linearly to 0 at {alpha_until:g} of the steps, then KL only)"
+
+
+def falling_label(alpha_schedule: str, alpha_until: float) -> str:
+    """The legend's words for the Sobolev weight's schedule."""
+    if alpha_schedule != "linear":
+        return ""
+    return " falling to 0" + ("" if alpha_until == 1.0 else f" by {alpha_until:.0%} of the steps")
+
+
 def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, game: str,
-         live_teacher: bool = False, alpha_schedule: str = "constant") -> None:
+         live_teacher: bool = False, alpha_schedule: str = "constant", alpha_until: float = 1.0) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,7 +170,7 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
                 continue
             steps = np.array([r["step"] for r in curves[0]])
             label = "KL only" if alpha == 0 else (
-                f"Sobolev (alpha {alpha:g}{' falling to 0' if alpha_schedule == 'linear' else ''}"
+                f"Sobolev (alpha {alpha:g}{falling_label(alpha_schedule, alpha_until)}"
                 f"{', live teacher' if live_teacher else ''})")
             color = colors[alpha]
             for row, key in enumerate(("test_action_error", "test_kl")):
@@ -244,7 +258,7 @@ def main(argv=None) -> int:
         results[key] = {"final": final, "curve": read_curve(run)}
     fractions = sorted(args.fractions)
     plot(results, fractions, args.alphas, args.out, game, live_teacher=args.teacher is not None,
-         alpha_schedule=args.alpha_schedule)
+         alpha_schedule=args.alpha_schedule, alpha_until=args.alpha_until)
     # the devices the runs were trained on (each config.json names its last invocation's), not this invocation's
     devices = [json.loads((run_dir(args.out, *key) / "config.json").read_text()).get("device") for key in grid]
     unrecorded = sum(d is None for d in devices)  # runs from before config.json named the device
@@ -254,7 +268,7 @@ def main(argv=None) -> int:
              f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr} ({args.lr_schedule}, "
              f"warm-up {args.lr_warmup:g} of the steps), student {args.student}, distance {args.distance}, "
              f"KL {args.kl}, split seed {args.split_seed}, alpha schedule {args.alpha_schedule}"
-             f"{' (falling linearly to 0 at the last step)' if args.alpha_schedule == 'linear' else ''}, "
+             f"{falling_description(args.alpha_until) if args.alpha_schedule == 'linear' else ''}, "
              "Sobolev directions "
              f"{'fresh from the live teacher ' + args.teacher if args.teacher else 'recorded'}, "
              f"trained on {', '.join(trained_on)}.", "",

@@ -154,6 +154,42 @@ def test_linear_alpha_schedule_falls_to_zero_and_fixes_the_step_count(recording,
     assert settings_differences(tmp_path / "constant", _constant_cfg(recording, alpha=1.0, steps=20)) == {}
 
 
+def test_alpha_until_ends_the_gradient_term_early_and_trains_plain_kl_after_it(recording, tmp_path):
+    import csv
+
+    from distill.train import settings_differences, sobolev_weight
+
+    c = cfg(recording, alpha=2.0, steps=40, alpha_schedule="linear", alpha_until=0.5)
+    assert [sobolev_weight(c, s) for s in (0, 10, 19, 20, 39)] == pytest.approx([2.0, 1.0, 0.1, 0.0, 0.0])
+    # --alpha-until 1 is the plain linear schedule, step for step
+    full = cfg(recording, alpha=2.0, steps=40, alpha_schedule="linear")
+    assert [sobolev_weight(full, s) for s in range(40)] == [2.0 * (1 - s / 40) for s in range(40)]
+    for bad, match in ((0.0, "share of --steps in"), (1.5, "share of --steps in"), (float("nan"), "share of --steps in")):
+        with pytest.raises(UserError, match=match):
+            cfg(recording, alpha_schedule="linear", alpha_until=bad).validate()
+    with pytest.raises(UserError, match="needs --alpha-schedule linear"):
+        cfg(recording, alpha_until=0.5).validate()
+    run = tmp_path / "until"
+    early = train(_constant_cfg(recording, alpha=1.0, steps=20, alpha_schedule="linear", alpha_until=0.5), run,
+                  torch.device("cpu"), progress=False)
+    late = train(_constant_cfg(recording, alpha=1.0, steps=20, alpha_schedule="linear"), tmp_path / "late",
+                 torch.device("cpu"), progress=False)
+    assert early["test_kl"] != pytest.approx(late["test_kl"], rel=1e-6)
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    # the gradient term is measured while it is built (steps 1-10) and left blank once its weight is 0
+    assert float(rows[0]["train_sobolev"]) > 0 and rows[1]["train_sobolev"] == ""
+    with pytest.raises(UserError, match="other settings.*alpha_until"):
+        train(_constant_cfg(recording, alpha=1.0, steps=20, alpha_schedule="linear"), run, torch.device("cpu"),
+              resume=True, progress=False)
+    # runs made before the flag fell to 0 at their last step
+    stored = json.loads((tmp_path / "late" / "config.json").read_text())
+    del stored["config"]["alpha_until"]
+    (tmp_path / "late" / "config.json").write_text(json.dumps(stored))
+    assert settings_differences(tmp_path / "late", _constant_cfg(recording, alpha=1.0, steps=20,
+                                                                  alpha_schedule="linear")) == {}
+
+
 def _constant_cfg(recording, **kw):
     # no warm-up: its length is a share of --steps, so only a run without one extends to exactly a longer straight run
     return cfg(recording, **({"lr_schedule": "constant", "lr_warmup": 0.0} | kw))

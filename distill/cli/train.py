@@ -31,6 +31,9 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha-schedule", choices=ALPHA_SCHEDULES, default=d.alpha_schedule,
                    help="constant (the paper), or linear: the Sobolev weight falls from --alpha to 0 at --steps "
                         "(default %(default)s; alpha 0 ignores it)")
+    p.add_argument("--alpha-until", type=float, default=d.alpha_until,
+                   help="with --alpha-schedule linear: the share of --steps at which the weight reaches 0; the "
+                        "steps after it are plain KL distillation (default %(default)s: the last step)")
     p.add_argument("--kl", choices=KL_DIRECTIONS, default=d.kl,
                    help="KL direction of the value term (default teacher-student: KL(pi* || pi))")
     p.add_argument("--distance", choices=SOBOLEV_DISTANCES, default=d.distance,
@@ -64,7 +67,8 @@ def training_config(args: argparse.Namespace, dataset: str | Path, game: str, al
                        eval_every=args.eval_every, test_cap=args.test_cap, split_seed=args.split_seed,
                        teacher=args.teacher, life_loss_weight=args.life_loss_weight,
                        life_loss_window=args.life_loss_window,
-                       alpha_schedule=args.alpha_schedule).without_unused_settings()
+                       alpha_schedule=args.alpha_schedule,
+                       alpha_until=args.alpha_until).without_unused_settings()
 
 
 def build_parser() -> argparse.ArgumentParser:
