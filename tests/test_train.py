@@ -611,8 +611,15 @@ def test_action_error_by_margin_splits_the_error_into_bands(recording, tmp_path,
     assert sum(b["share"] * b["error"] for b in r["bands"] if b["share"]) == pytest.approx(r["error"])
     everything = ",".join(str(a) for a in range(json.loads((run / "config.json").read_text())["n_actions"]))
     assert module.margin_report(run, 64, [0.0, 1.0], [everything])["merged_error"] == 0.0  # one group: no error
-    assert module.main([str(run), "--states", "32", "--merge", "0,1"]) == 0
-    assert "merged error" in capsys.readouterr().out
+    # the disagreement pairs add up to the error, and none pairs an action with itself
+    assert sum(c["share"] for c in r["confusions"]) == pytest.approx(r["error"])
+    assert all(c["teacher"] != c["student"] for c in r["confusions"])
+    shares = [c["share"] for c in r["confusions"]]
+    assert shares == sorted(shares, reverse=True)
+    assert module.main([str(run), "--states", "32", "--merge", "0,1", "--confusions", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "merged error" in out and "Most common disagreements" in out
+    assert "--confusions must be at least 0" in one_line_error(module.main, [str(run), "--confusions", "-1"], capsys)
     assert "distinct actions" in one_line_error(module.main, [str(run), "--merge", "0,0"], capsys)  # an action twice
     assert "--edges must rise" in one_line_error(module.main, [str(run), "--edges", "0.5", "0.1"], capsys)
 
