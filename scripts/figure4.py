@@ -193,8 +193,12 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
             MaxNLocator(nbins=5) if high < 4 * low else LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
         axes[1][col].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         axes[1][col].yaxis.set_minor_formatter(NullFormatter())
-    axes[0][0].legend()
-    fig.tight_layout()
+    # below the panels rather than inside one: with a single fraction a long label is wider than its axes
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    columns = len(labels) if len(fractions) > 1 else 1
+    rows = -(-len(labels) // max(columns, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.035 * rows + 0.01, 1, 1))
     fig.savefig(out / "figure4.png", dpi=110)
     plt.close(fig)
 
