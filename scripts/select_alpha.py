@@ -4,7 +4,8 @@
 A figure-4 grid judges every run on all held-out episodes; picking the best alpha from that same table flatters it.
 This script divides each fraction's held-out episodes in two (``--val-share`` of the states, by whole episodes,
 ``--val-seed``), re-evaluates every finished run's final checkpoint on both parts, chooses per fraction the Sobolev
-weight (alpha > 0; a falling weight, ``--alpha-schedule linear``, is a candidate of its own) with the lowest mean
+weight (alpha > 0; a falling weight, ``--alpha-schedule linear``, is a candidate of its own, and one for each
+``--alpha-until``) with the lowest mean
 validation KL over seeds, and reports KL-only against that choice on the test part only.
 
     python scripts/select_alpha.py --dataset data/recordings/breakout-100k-t5.75M-s0.h5 \\
@@ -43,7 +44,11 @@ KL_ONLY: Weight = (0.0, "constant")
 def run_weight(config: dict) -> Weight:
     """The Sobolev weight a run was trained with (runs made before schedules existed held it constant)."""
     alpha = float(config["alpha"])
-    return (alpha, config.get("alpha_schedule", "constant") if alpha > 0 else "constant")
+    if alpha == 0:
+        return KL_ONLY
+    schedule = config.get("alpha_schedule", "constant")
+    until = float(config.get("alpha_until", 1.0))  # runs made before --alpha-until fell to 0 at their last step
+    return (alpha, schedule if until == 1.0 else f"{schedule} until {until:g}")
 
 
 def weight_label(weight: Weight) -> str:

@@ -97,14 +97,15 @@ def test_select_alpha_chooses_on_validation_and_reports_on_test(recording, tmp_p
 
 def test_select_alpha_weighs_a_falling_alpha_as_a_candidate_of_its_own(recording, tmp_path, capsys):  # noqa: F811
     grid = tmp_path / "grid"
-    for name, kw in (("a0", dict(alpha=0.0)), ("a1", dict(alpha=1.0)), ("a1-linear", dict(alpha=1.0, alpha_schedule="linear"))):
+    for name, kw in (("a0", dict(alpha=0.0)), ("a1", dict(alpha=1.0)), ("a1-linear", dict(alpha=1.0, alpha_schedule="linear")),
+                     ("a1-linear-half", dict(alpha=1.0, alpha_schedule="linear", alpha_until=0.5))):
         train(cfg(recording, steps=8, fraction=0.3, **kw), grid / "runs" / name, torch.device("cpu"), progress=False)
     module = script_module("select_alpha")
     out = tmp_path / "out"
     assert module.main(["--dataset", str(recording), "--runs", str(grid), "--out", str(out)]) == 0
     (row,) = json.loads((out / "select_alpha-v0.json").read_text())["fractions"]
-    assert row["alphas"] == ["0", "1", "1 linear"] and "skip" not in capsys.readouterr().err
-    val_kl = {a: row["per_alpha"][a]["val_kl"][0] for a in ("1", "1 linear")}
+    assert row["alphas"] == ["0", "1", "1 linear", "1 linear until 0.5"] and "skip" not in capsys.readouterr().err
+    val_kl = {a: row["per_alpha"][a]["val_kl"][0] for a in ("1", "1 linear", "1 linear until 0.5")}
     assert row["chosen_alpha"] == min(val_kl, key=val_kl.get)
     assert "| 0.3 | 1 linear" in (out / "select_alpha-v0.md").read_text()
 
