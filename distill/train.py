@@ -390,7 +390,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             metrics = evaluate_loaded(student, capped_obs, capped_logits)
             n = max(running["n"], 1)
             row = {"step": step, "samples": step * cfg.batch_size, "train_loss": float(running["loss"]) / n,
-                   "train_kl": float(running["kl"]) / n, "train_sobolev": float(running["sob"]) / running["n_sob"] if with_grads and running["n_sob"] else "",
+                   "train_kl": float(running["kl"]) / n,
+                   "train_sobolev": float(running["sob"]) / running["n_sob"] if running["n_sob"] else "",
                    **metrics, "seconds": round(seconds_before + time.time() - start_time, 3)}
             running = {"loss": 0.0, "kl": 0.0, "sob": 0.0, "n": 0, "n_sob": 0}
             with metrics_path.open("a", newline="") as handle:
