@@ -16,7 +16,8 @@ Across machines: runs and their checkpoints live in the git-ignored data/, which
 (DOCS/metrics/<run>.csv, .json, .config.json) to a committed folder; ``--reuse-from DOCS [DOCS ...]`` puts them
 back under OUT/runs/ so that a later grid reuses those finished runs instead of training them again; only runs made
 with the settings asked for are put back (the KL-only runs of a grid, say, beside Sobolev runs with other Sobolev
-settings).
+settings), and only if the recording at --dataset splits into the training and held-out states the run recorded
+(a recording made again with other settings, or resumed after an interruption, holds other episodes).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from distill.data import split_by_episodes  # noqa: E402
 from distill.dataset_file import has_gradients, no_gradients_error  # noqa: E402
 from distill.device import resolve_device  # noqa: E402
 from distill.errors import UserError, cli_entry  # noqa: E402
@@ -54,7 +56,8 @@ def parse_args(argv=None):
                    help="after drawing, copy the figure, table and every run's curve, final metrics and config here")
     p.add_argument("--reuse-from", type=Path, nargs="+", metavar="DOCS",
                    help="folders written by --publish: their finished runs made with these settings are reused "
-                        "instead of trained again (the first folder that holds a run with them wins)")
+                        "instead of trained again (the first folder that holds a run with them wins), if made on a recording "
+                        "with the same split")
     return p.parse_args(argv)
 
 
@@ -75,15 +78,38 @@ def publish(out: Path, docs: Path, runs: list[Path]) -> None:
             shutil.copy(run / source, docs / "metrics" / f"{run.name}{suffix}")
 
 
-def restore(docs: Path, run: Path, cfg: TrainConfig) -> bool:
+RECORDING_FACTS = ("train_states", "test_states", "train_episodes", "test_episodes", "teacher_sha256")
+
+
+def recording_facts(episode_of_state: np.ndarray, attrs: dict, fraction: float, split_seed: int) -> dict:
+    """What a run's config.json records about its recording and split, as this recording gives them.
+
+    The same path can hold another recording (made again, or resumed: a resumed recording restarts its episodes),
+    whose held-out episodes differ; a published run is comparable only if these match."""
+    split = split_by_episodes(episode_of_state, fraction, split_seed)
+    return {"train_states": len(split.train_rows), "test_states": len(split.test_rows),
+            "train_episodes": len(split.train_episodes), "test_episodes": len(split.test_episodes),
+            "teacher_sha256": str(attrs["teacher_sha256"])}
+
+
+def restore(docs: Path, run: Path, cfg: TrainConfig, facts: dict | None = None) -> bool:
     """Put a published finished run back under OUT/runs/ unless that run exists there (finished, or being trained
-    by another invocation) or was made with other settings than ``cfg`` (then it is trained); True if restored."""
+    by another invocation), was made with other settings than ``cfg``, or on a recording whose split differs from
+    ``facts`` (then it is trained); True if restored."""
     files = {source: docs / "metrics" / f"{run.name}{suffix}" for source, suffix in PUBLISHED.items()}
     if run.exists() or not all(f.exists() for f in files.values()):
         return False
     diffs = config_differences(files["config.json"], cfg, ignore=("eval_every",))
     if diffs:
         print(f"not restoring {run.name} from {docs}: it was made with other settings ({', '.join(diffs)})",
+              file=sys.stderr)
+        return False
+    stored = json.loads(files["config.json"].read_text())
+    other = [f"{k} {stored[k]} there, {v} here" for k, v in (facts or {}).items()
+             if k in stored and stored[k] != v]  # configs older than a fact do not record it
+    if other:
+        print(f"not restoring {run.name} from {docs}: it was made on another recording at {cfg.dataset} "
+              f"({'; '.join(other)}); make the recording again with the published command to reuse it",
               file=sys.stderr)
         return False
     run.mkdir(parents=True, exist_ok=True)
@@ -209,7 +235,7 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     from distill.data import recording_episodes
 
-    _, attrs = recording_episodes(args.dataset)
+    episode_of_state, attrs = recording_episodes(args.dataset)
     game = str(attrs["game"])
     if not has_gradients(attrs) and any(a > 0 for a in args.alphas) and not args.teacher:
         raise UserError(f"{no_gradients_error(args.dataset, attrs)} (here: --alphas 0)")
@@ -236,7 +262,8 @@ def main(argv=None) -> int:
     for i, (fraction, alpha, seed) in enumerate(grid, 1):
         run = run_dir(args.out, fraction, alpha, seed)
         cfg = training_config(args, args.dataset, game, alpha, fraction, seed)
-        source = next((docs for docs in args.reuse_from or [] if restore(docs, run, cfg)), None)
+        facts = recording_facts(episode_of_state, attrs, fraction, args.split_seed) if args.reuse_from else None
+        source = next((docs for docs in args.reuse_from or [] if restore(docs, run, cfg, facts)), None)
         if source is not None:
             print(f"[{i}/{len(grid)}] restored {run} from {source}", file=sys.stderr)
         final = finished(run, cfg)

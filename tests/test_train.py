@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from distill.data import split_by_episodes
+from distill.data import recording_episodes, split_by_episodes
 from distill.errors import UserError
 from distill.recording import RecordConfig, record
 from distill.train import TrainConfig, load_student, train
@@ -454,6 +455,29 @@ def test_figure4_publishes_runs_that_a_new_machine_reuses(recording, tmp_path, c
     assert "alpha schedule linear" in (tmp_path / "linear" / "table.md").read_text()
     assert "holds no metrics/ folder" in one_line_error(
         module.main, args + ["--out", str(tmp_path / "fourth"), "--reuse-from", str(tmp_path / "nothing")], capsys)
+
+
+def test_figure4_does_not_reuse_runs_made_on_another_recording_at_the_same_path(recording, tmp_path, capsys):
+    """A recording made again (or resumed) at the published path has other held-out episodes: its runs are trained."""
+    module = script_module("figure4")
+    path = tmp_path / "data" / "breakout.h5"
+    path.parent.mkdir()
+    shutil.copy(recording, path)
+    args = ["--dataset", str(path), "--fractions", "0.5", "--seeds", "1", "--steps", "6", "--eval-every", "3",
+            "--student", "small", "--test-cap", "32"]
+    docs = tmp_path / "docs"
+    assert module.main(args + ["--out", str(tmp_path / "first"), "--publish", str(docs)]) == 0
+    capsys.readouterr()
+    assert module.main(args + ["--out", str(tmp_path / "same"), "--reuse-from", str(docs)]) == 0
+    assert capsys.readouterr().err.count("restored") == 2  # the same recording: reused
+    record(RecordConfig(game="Breakout", states=400, envs=3, seed=1, epsilon=0.5, codec="lzf"), TinyTeacher(), path,
+           progress=False, force=True)
+    published = json.loads((docs / "metrics" / "f0.5-a0-s0.config.json").read_text())
+    assert published["test_states"] != len(split_by_episodes(recording_episodes(path)[0], 0.5, 0).test_rows)
+    assert module.main(args + ["--out", str(tmp_path / "other"), "--reuse-from", str(docs)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("made on another recording") == 2 and "restored" not in err and err.count("] train ") == 2
+    assert f"test_states {published['test_states']} there" in err
 
 
 def test_figure4_invocations_side_by_side_share_the_grid(recording, tmp_path, capsys):
