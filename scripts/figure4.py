@@ -56,8 +56,8 @@ def parse_args(argv=None):
                    help="after drawing, copy the figure, table and every run's curve, final metrics and config here")
     p.add_argument("--reuse-from", type=Path, nargs="+", metavar="DOCS",
                    help="folders written by --publish: their finished runs made with these settings are reused "
-                        "instead of trained again (the first folder that holds a run with them wins), if made on a recording "
-                        "with the same split")
+                        "instead of trained again (the first folder that holds a run with them wins), if made on a "
+                        "recording with the same split")
     return p.parse_args(argv)
 
 
@@ -76,9 +76,6 @@ def publish(out: Path, docs: Path, runs: list[Path]) -> None:
     for run in runs:
         for source, suffix in PUBLISHED.items():
             shutil.copy(run / source, docs / "metrics" / f"{run.name}{suffix}")
-
-
-RECORDING_FACTS = ("train_states", "test_states", "train_episodes", "test_episodes", "teacher_sha256")
 
 
 def recording_facts(episode_of_state: np.ndarray, attrs: dict, fraction: float, split_seed: int) -> dict:
