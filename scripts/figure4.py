@@ -255,12 +255,14 @@ def main(argv=None) -> int:
             raise UserError(f"{run} was trained with {made_with}; pass the same or use another --out")
         return final
 
+    # the split each fraction gives on this recording, against which published runs are checked before reuse
+    facts = ({f: recording_facts(episode_of_state, attrs, f, args.split_seed) for f in args.fractions}
+             if args.reuse_from else {})
     pending = []
     for i, (fraction, alpha, seed) in enumerate(grid, 1):
         run = run_dir(args.out, fraction, alpha, seed)
         cfg = training_config(args, args.dataset, game, alpha, fraction, seed)
-        facts = recording_facts(episode_of_state, attrs, fraction, args.split_seed) if args.reuse_from else None
-        source = next((docs for docs in args.reuse_from or [] if restore(docs, run, cfg, facts)), None)
+        source = next((docs for docs in args.reuse_from or [] if restore(docs, run, cfg, facts.get(fraction))), None)
         if source is not None:
             print(f"[{i}/{len(grid)}] restored {run} from {source}", file=sys.stderr)
         final = finished(run, cfg)
