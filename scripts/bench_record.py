@@ -18,13 +18,12 @@ import h5py
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.errors import cli_entry  # noqa: E402
-from distill import atari  # noqa: E402
-from distill.device import resolve_device  # noqa: E402
-from distill.recording import CHUNK_STATES, RecordConfig, compression, record, teacher_step  # noqa: E402
-from teachers.load import load_teacher  # noqa: E402
+from distill.environment.errors import cli_entry
+from distill.environment import atari
+from distill.environment.device import resolve_device
+from distill.recording.writer import CHUNK_STATES, RecordConfig, compression, record, teacher_step
+from teachers.load import load_teacher
 
 CODECS = ("zstd", "lz4", "blosc-zstd", "gzip", "lzf", "none")
 

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.errors import cli_entry  # noqa: E402
-from distill.data import TrainingData, recording_episodes, split_by_episodes  # noqa: E402
-from distill.device import resolve_device  # noqa: E402
-from distill.losses import distillation_loss  # noqa: E402
-from distill.students import make_student  # noqa: E402
-from distill.train import TrainConfig  # noqa: E402
+from distill.environment.errors import cli_entry
+from distill.training.data import TrainingData, recording_episodes, split_by_episodes
+from distill.environment.device import resolve_device
+from distill.training.losses import distillation_loss
+from distill.training.students import make_student
+from distill.training.config import TrainConfig
 
 
 def sync(device: torch.device) -> None:

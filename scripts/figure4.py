@@ -23,7 +23,6 @@ settings), and only if the recording at --dataset splits into the training and h
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -33,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.data import split_by_episodes  # noqa: E402
-from distill.dataset_file import has_gradients, no_gradients_error  # noqa: E402
-from distill.device import resolve_device  # noqa: E402
-from distill.errors import UserError, cli_entry  # noqa: E402
-from distill.cli.train import add_training_arguments, training_config  # noqa: E402
-from distill.train import TrainConfig, config_differences, settings_differences, train  # noqa: E402
+from distill.training.data import split_by_episodes
+from distill.recording.schema import has_gradients, no_gradients_error
+from distill.environment.device import resolve_device
+from distill.environment.errors import UserError, cli_entry
+from distill.training.config import TrainConfig, add_arguments, from_arguments
+from distill.training.runs import config_differences, read_curve
+from distill.training.loop import train
 
 
 def parse_args(argv=None):
@@ -51,7 +50,8 @@ def parse_args(argv=None):
                    help="training fractions, trained in the order given (the figure and table sort them)")
     p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 1.0])
     p.add_argument("--seeds", type=int, default=3)
-    add_training_arguments(p)  # the same flags, defaults and choices as distill-train
+    add_arguments(p, exclude=("alpha", "fraction", "seed"))  # the flags, defaults and help of distill-train
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--publish", type=Path, metavar="DOCS",
                    help="after drawing, copy the figure, table and every run's curve, final metrics and config here")
     p.add_argument("--reuse-from", type=Path, nargs="+", metavar="DOCS",
@@ -153,11 +153,6 @@ def release(run: Path) -> None:
     run.with_name(run.name + ".claim").unlink(missing_ok=True)
 
 
-def read_curve(run: Path) -> list[dict]:
-    with (run / "metrics.csv").open() as handle:
-        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(handle)]
-
-
 def falling_description(alpha_until: float) -> str:
     """How the table names the linear schedule's end."""
     if alpha_until == 1.0:
@@ -230,7 +225,7 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = resolve_device(args.device)
-    from distill.data import recording_episodes
+    from distill.training.data import recording_episodes
 
     episode_of_state, attrs = recording_episodes(args.dataset)
     game = str(attrs["game"])
@@ -249,7 +244,7 @@ def main(argv=None) -> int:
         final = json.loads(done.read_text()) if done.exists() else None
         if final is None or final.get("step") != args.steps:
             return None
-        diffs = settings_differences(run, cfg, ignore=("eval_every",))
+        diffs = config_differences(run / "config.json", cfg, ignore=("eval_every",))
         if diffs:
             made_with = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in diffs.items())
             raise UserError(f"{run} was trained with {made_with}; pass the same or use another --out")
@@ -261,7 +256,7 @@ def main(argv=None) -> int:
     pending = []
     for i, (fraction, alpha, seed) in enumerate(grid, 1):
         run = run_dir(args.out, fraction, alpha, seed)
-        cfg = training_config(args, args.dataset, game, alpha, fraction, seed)
+        cfg = from_arguments(args, dataset=str(args.dataset), game=game, alpha=alpha, fraction=fraction, seed=seed)
         source = next((docs for docs in args.reuse_from or [] if restore(docs, run, cfg, facts.get(fraction))), None)
         if source is not None:
             print(f"[{i}/{len(grid)}] restored {run} from {source}", file=sys.stderr)

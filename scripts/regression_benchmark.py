@@ -25,11 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.errors import UserError, cli_entry  # noqa: E402
-from distill.benchmarks.functions import FUNCTIONS  # noqa: E402
-from distill.benchmarks.regression import ACTIVATIONS, METHODS, RegressionConfig, run_job  # noqa: E402
+from distill.environment.errors import UserError, cli_entry
+from distill.benchmarks.functions import FUNCTIONS
+from distill.benchmarks.regression import ACTIVATIONS, METHODS, RegressionConfig, run_job
 
 FIELDS = ["function", "n_train", "method", "seed", "test_mse", "test_grad_mse", "train_final_loss", "seconds"]
 

@@ -27,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.errors import cli_entry  # noqa: E402
-from distill.scores import (difference_interval, difference_interval_by_student, pooled_returns,  # noqa: E402
+from distill.environment.errors import cli_entry
+from distill.evaluation.scores import (difference_interval, difference_interval_by_student, pooled_returns,
                             ratio_interval, ratio_interval_by_student, returns_by_mode, returns_by_policy)
 
 

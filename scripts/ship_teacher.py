@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.errors import cli_entry  # noqa: E402
-from distill.rollout import play  # noqa: E402
-from teachers.load import SHIPPED_DIR, file_sha256, load_teacher, read_meta  # noqa: E402
+from distill.environment.errors import cli_entry
+from distill.evaluation.rollout import play
+from teachers.load import SHIPPED_DIR, file_sha256, load_teacher, read_meta
 
 CARDS_DIR = SHIPPED_DIR.parent / "cards"
 ALGO_SETTINGS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from distill.errors import UserError, cli_entry
+from distill.environment.errors import UserError, cli_entry
 from teachers.train import ALGOS, VEC_ENVS, TeacherRunConfig, train_teacher
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                            device=args.device, checkpoint_every=args.checkpoint_every,
                            vec_env=args.vec_env)
     if args.out is None:
-        from distill.atari import canonical_game
+        from distill.environment.atari import canonical_game
 
         args.out = Path("data/teachers") / f"{canonical_game(args.game).lower()}_{args.algo}_s{args.seed}.zip"
     max_seconds = None if args.max_minutes is None else args.max_minutes * 60

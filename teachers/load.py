@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distill import atari
-from distill.errors import UserError
+from distill.environment import atari
+from distill.environment.errors import UserError
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
 META_NAME = "sobolev_distill.json"  # extra member we add to .zip files we write; SB3 ignores it

@@ -22,9 +22,9 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
-from distill import atari
-from distill.device import resolve_device
-from distill.errors import UserError
+from distill.environment import atari
+from distill.environment.device import resolve_device
+from distill.environment.errors import UserError
 
 ALGOS = ("a2c", "ppo")
 VEC_ENVS = ("dummy", "subproc")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+DIAGNOSTICS = SCRIPTS / "diagnostics"
+# the diagnostic scripts import their shared helper as a sibling module, as they do when run from their folder
+sys.path.insert(0, str(DIAGNOSTICS))
 
 
 def script_module(name: str):
-    """scripts/<name>.py, imported as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    """scripts/<name>.py or scripts/diagnostics/<name>.py, imported as a module (the scripts are not a package)."""
+    path = SCRIPTS / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path if path.exists() else DIAGNOSTICS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

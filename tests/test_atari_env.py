@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distill import atari
-from distill.errors import UserError
+from distill.environment import atari
+from distill.environment.errors import UserError
 
 
 def sb3_reference(game: str, n_envs: int, seed: int, training: bool):

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from distill.errors import UserError
-from distill.lives import before_life_loss, life_losses, read_lives, replay_lives, write_lives
-from distill.recording import RecordConfig, record
-from distill.train import TrainConfig, train
+from distill.environment.errors import UserError
+from distill.recording.lives import before_life_loss, life_losses, read_lives, replay_lives, write_lives
+from distill.recording.writer import RecordConfig, record
+from distill.training.config import TrainConfig
+from distill.training.loop import train
 
 from script_helpers import script_module
 from test_recording import TinyTeacher
@@ -68,7 +69,7 @@ def test_recordings_store_lives_that_fall_within_each_game(recording):
 
 
 def test_replay_recovers_the_stored_lives_frame_for_frame(recording, tmp_path, capsys):
-    from distill.dataset_file import summary
+    from distill.recording.schema import summary
 
     old = _without_lives(recording, tmp_path / "old.h5")
     assert summary(recording)["lives_stored"] and not summary(old)["lives_stored"]  # what distill-inspect shows
@@ -151,7 +152,7 @@ def test_life_loss_weight_needs_lives_and_resumes_only_with_the_same_weight(reco
 
 
 def test_heldout_split_by_life_loss_reports_both_parts_of_the_test_states(recording, tmp_path, capsys):
-    from distill.data import split_by_episodes
+    from distill.training.data import split_by_episodes
 
     script = script_module("heldout_by_life_loss")
 
@@ -176,7 +177,7 @@ def test_heldout_split_by_life_loss_reports_both_parts_of_the_test_states(record
 def test_offline_vs_play_ranks_held_out_measures_against_game_scores(recording, tmp_path, capsys):
     from scipy import stats
 
-    from distill.heldout import life_loss_split
+    from diagnostics_common import life_loss_split
 
     script = script_module("offline_vs_play")
     files, kls = [], []

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from distill.losses import distillation_loss, kl_student_teacher, kl_teacher_student, sobolev_distance
+from distill.training.losses import distillation_loss, kl_student_teacher, kl_teacher_student, sobolev_distance
 from distill.sobolev import input_gradients, random_unit_vectors
-from distill.students import STUDENTS, count_parameters, make_student
+from distill.training.students import STUDENTS, count_parameters, make_student
 
 
 def test_kl_matches_hand_computed_value():
@@ -59,10 +59,15 @@ def test_alpha_zero_is_plain_kl_and_sobolev_term_is_zero_for_the_teacher_itself(
     dirs = random_unit_vectors(3, 2, 4)
     xr = x.clone().requires_grad_(True)
     own = input_gradients(torch.log_softmax(student(xr), 1), xr, dirs, create_graph=False)
-    same = distillation_loss(student, x, student(x).detach(), alpha=1.0, directions=dirs, teacher_grads=own)
+    same = distillation_loss(student, x, student(x).detach(), alpha=1.0, directions=dirs, teacher_grads=own,
+                             distance="relative")
     assert same.sobolev.item() == pytest.approx(0.0, abs=1e-10)
     assert same.kl.item() == pytest.approx(0.0, abs=1e-6)
-    other = distillation_loss(student, x, teacher_logits, alpha=2.0, directions=dirs, teacher_grads=-own)
+    other = distillation_loss(student, x, teacher_logits, alpha=2.0, directions=dirs, teacher_grads=-own,
+                              distance="relative")
     assert other.sobolev.item() == pytest.approx(4.0, rel=1e-5)  # ||2g||^2 / ||g||^2
+    # the default distance is the training default, cosine: 0 for the same direction, 2 for the opposite one
+    assert distillation_loss(student, x, teacher_logits, 1.0, dirs, own).sobolev.item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(student, x, teacher_logits, 1.0, dirs, -own).sobolev.item() == pytest.approx(2.0, rel=1e-5)
     other.total.backward()
     assert all(p.grad is not None for p in student.parameters())

@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch import nn
 
-from distill.dataset_file import open_recording, summary
-from distill.errors import UserError
-from distill.recording import RecordConfig, read_committed, record, teacher_step
+from distill.recording.schema import open_recording, summary
+from distill.environment.errors import UserError
+from distill.recording.writer import RecordConfig, read_committed, record, teacher_step
 
 
 class TinyTeacher(nn.Module):
@@ -95,14 +95,14 @@ def test_builtin_codecs_work_without_hdf5plugin(tmp_path, monkeypatch):
     are refused with what to install."""
     import sys
 
-    import distill.dataset_file
-    from distill.recording import compression
+    import distill.recording.schema
+    from distill.recording.writer import compression
 
     teacher = TinyTeacher()
     zstd_file = tmp_path / "zstd.h5"
     record(RecordConfig(game="Breakout", states=20, envs=2, seed=1), teacher, zstd_file, progress=False)
     monkeypatch.setitem(sys.modules, "hdf5plugin", None)  # `import hdf5plugin` now fails
-    monkeypatch.setattr(distill.dataset_file, "hdf5plugin", None)
+    monkeypatch.setattr(distill.recording.schema, "hdf5plugin", None)
     with pytest.raises(UserError, match="pip install hdf5plugin"):
         compression("zstd")
     with pytest.raises(UserError, match="pip install hdf5plugin"):
@@ -168,7 +168,7 @@ def test_bad_record_settings_are_refused(tmp_path):
 def test_disk_full_keeps_a_valid_resumable_file(tmp_path, monkeypatch):
     import errno
 
-    from distill import recording
+    from distill.recording import writer as recording
 
     teacher = TinyTeacher()
     out = tmp_path / "full.h5"
@@ -294,7 +294,7 @@ def test_record_and_inspect_cli(tmp_path, sb3_models, capsys):
 
 
 def test_lookup3_reproduces_hdf5_superblock_checksums(tmp_path):
-    from distill.h5clear import clear_consistency_flags, superblock_checksum_ok
+    from distill.recording.repair import clear_consistency_flags, superblock_checksum_ok
 
     path = tmp_path / "x.h5"
     with h5py.File(path, "w", libver="latest") as f:

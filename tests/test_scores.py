@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distill.errors import UserError
-from distill.scores import (difference_interval, difference_interval_by_student, pooled_returns, ratio_interval,
+from distill.environment.errors import UserError
+from distill.evaluation.scores import (difference_interval, difference_interval_by_student, pooled_returns, ratio_interval,
                             ratio_interval_by_student, returns_by_mode, returns_by_policy)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from distill import atari
-from distill.errors import UserError
+from distill.environment import atari
+from distill.environment.errors import UserError
 from teachers.load import Teacher, load_teacher, read_meta, write_meta
 
 

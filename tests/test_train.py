@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from distill.data import recording_episodes, split_by_episodes
-from distill.errors import UserError
-from distill.recording import RecordConfig, record
-from distill.train import TrainConfig, load_student, train
+from distill.training.data import recording_episodes, split_by_episodes
+from distill.environment.errors import UserError
+from distill.recording.writer import RecordConfig, record
+from distill.training.config import TrainConfig
+from distill.training.runs import load_student
+from distill.training.loop import train
 
 from script_helpers import one_line_error, script_module
 from test_recording import TinyTeacher
@@ -60,9 +62,9 @@ def cfg(recording, **kw):
 
 
 def test_alpha_zero_matches_plain_kl_training(recording, tmp_path):
-    from distill.data import TrainingData
-    from distill.losses import kl_teacher_student
-    from distill.students import make_student
+    from distill.training.data import TrainingData
+    from distill.training.losses import kl_teacher_student
+    from distill.training.students import make_student
 
     c = cfg(recording, alpha=0.0, steps=20, lr_warmup=0.25)
     final = train(c, tmp_path / "run", torch.device("cpu"), progress=False)
@@ -73,7 +75,7 @@ def test_alpha_zero_matches_plain_kl_training(recording, tmp_path):
     student = make_student("small", 4)
     opt = torch.optim.Adam(student.parameters(), lr=c.lr)
     gen = torch.Generator().manual_seed(0)
-    from distill.data import recording_episodes
+    from distill.training.data import recording_episodes
 
     split = split_by_episodes(recording_episodes(recording)[0], 0.5, 0)
     data = TrainingData(recording, split.train_rows, torch.device("cpu"), with_gradients=False)
@@ -121,7 +123,8 @@ def test_run_files_and_resume_continue_where_they_stopped(recording, tmp_path):
 
 
 def test_linear_alpha_schedule_falls_to_zero_and_fixes_the_step_count(recording, tmp_path):
-    from distill.train import settings_differences, sobolev_weight
+    from distill.training.runs import config_differences
+    from distill.training.loop import sobolev_weight
 
     c = cfg(recording, alpha=2.0, steps=40, alpha_schedule="linear")
     assert [sobolev_weight(c, s) for s in (0, 10, 20, 39)] == pytest.approx([2.0, 1.5, 1.0, 0.05])
@@ -144,7 +147,7 @@ def test_linear_alpha_schedule_falls_to_zero_and_fixes_the_step_count(recording,
     # made with the constant one
     kl_only = tmp_path / "kl"
     train(_constant_cfg(recording, alpha=0.0, steps=10), kl_only, torch.device("cpu"), progress=False)
-    assert settings_differences(kl_only, _constant_cfg(recording, alpha=0.0, steps=10, alpha_schedule="linear")) == {}
+    assert config_differences(kl_only / "config.json", _constant_cfg(recording, alpha=0.0, steps=10, alpha_schedule="linear")) == {}
     kl_linear = _constant_cfg(recording, alpha=0.0, steps=10, alpha_schedule="linear", teacher="Breakout")
     assert kl_linear.without_unused_settings() == _constant_cfg(recording, alpha=0.0, steps=10)
     sobolev_linear = _constant_cfg(recording, alpha=0.5, alpha_schedule="linear", teacher="Breakout")
@@ -152,13 +155,14 @@ def test_linear_alpha_schedule_falls_to_zero_and_fixes_the_step_count(recording,
     stored = json.loads((tmp_path / "constant" / "config.json").read_text())
     del stored["config"]["alpha_schedule"]
     (tmp_path / "constant" / "config.json").write_text(json.dumps(stored))
-    assert settings_differences(tmp_path / "constant", _constant_cfg(recording, alpha=1.0, steps=20)) == {}
+    assert config_differences(tmp_path / "constant" / "config.json", _constant_cfg(recording, alpha=1.0, steps=20)) == {}
 
 
 def test_alpha_until_ends_the_gradient_term_early_and_trains_plain_kl_after_it(recording, tmp_path):
     import csv
 
-    from distill.train import settings_differences, sobolev_weight
+    from distill.training.runs import config_differences
+    from distill.training.loop import sobolev_weight
 
     c = cfg(recording, alpha=2.0, steps=40, alpha_schedule="linear", alpha_until=0.5)
     assert [sobolev_weight(c, s) for s in (0, 10, 19, 20, 39)] == pytest.approx([2.0, 1.0, 0.1, 0.0, 0.0])
@@ -187,7 +191,7 @@ def test_alpha_until_ends_the_gradient_term_early_and_trains_plain_kl_after_it(r
     stored = json.loads((tmp_path / "late" / "config.json").read_text())
     del stored["config"]["alpha_until"]
     (tmp_path / "late" / "config.json").write_text(json.dumps(stored))
-    assert settings_differences(tmp_path / "late", _constant_cfg(recording, alpha=1.0, steps=20,
+    assert config_differences(tmp_path / "late" / "config.json", _constant_cfg(recording, alpha=1.0, steps=20,
                                                                   alpha_schedule="linear")) == {}
 
 
@@ -197,7 +201,7 @@ def _constant_cfg(recording, **kw):
 
 
 def test_cosine_schedule_decays_to_zero_resumes_exactly_and_fixes_the_step_count(recording, tmp_path):
-    from distill.train import learning_rate
+    from distill.training.loop import learning_rate
 
     c = cfg(recording, alpha=1.0, steps=40, lr_schedule="cosine", lr=1e-3, lr_warmup=0.0)
     assert learning_rate(c, 0) == pytest.approx(1e-3)
@@ -224,7 +228,7 @@ def test_cosine_schedule_decays_to_zero_resumes_exactly_and_fixes_the_step_count
 
 
 def test_warmup_ramps_the_rate_and_older_runs_count_as_made_without_it(recording, tmp_path):
-    from distill.train import learning_rate, warmup_steps
+    from distill.training.loop import learning_rate, warmup_steps
 
     c = cfg(recording, steps=40, lr=1e-3, lr_warmup=0.25)  # 10 warm-up steps, then the plain cosine
     cosine = [1e-3 * 0.5 * (1 + np.cos(np.pi * s / 40)) for s in range(40)]
@@ -251,21 +255,21 @@ def test_warmup_ramps_the_rate_and_older_runs_count_as_made_without_it(recording
 
 def _train_until(c: TrainConfig, run, stop_at: int, device: str = "cpu") -> None:
     """Train ``c`` but stop (as a kill would) after the checkpoint at step ``stop_at``."""
-    import distill.train as train_module
+    import distill.training.loop as train_module
 
-    real_save = train_module._save
+    real_save = train_module.save_checkpoint
 
-    def save_then_stop(path, student, optimizer, step, best, rng):
-        real_save(path, student, optimizer, step, best, rng)
+    def save_then_stop(path, student, optimizer, step, best, generator):
+        real_save(path, student, optimizer, step, best, generator)
         if path.name == "latest.pt" and step >= stop_at:
             raise KeyboardInterrupt
 
-    train_module._save = save_then_stop
+    train_module.save_checkpoint = save_then_stop
     try:
         with pytest.raises(KeyboardInterrupt):
             train(c, run, torch.device(device), progress=False)
     finally:
-        train_module._save = real_save
+        train_module.save_checkpoint = real_save
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -317,7 +321,7 @@ def test_latest_recording_is_chosen_by_its_own_game_and_finish_time(recording, t
 
     import h5py
 
-    from distill.train import find_latest_recording
+    from distill.recording.schema import find_latest_recording
 
     def copy(name: str, finished: str, complete: bool = True):
         path = tmp_path / "data" / name
@@ -535,7 +539,7 @@ def sb3_recording(tmp_path_factory, sb3_models):
 
 
 def test_live_teacher_draws_fresh_directions_and_exact_gradients(sb3_models):
-    from distill.train import live_projections
+    from distill.training.loop import live_projections
     from teachers.load import load_teacher
 
     teacher = load_teacher(sb3_models["a2c_breakout"], game="Breakout")
@@ -592,15 +596,15 @@ def test_grid_flags_give_the_live_teacher_to_sobolev_runs_only(tmp_path):
     import argparse
     from dataclasses import asdict, replace
 
-    from distill.cli.train import add_training_arguments, training_config
-    from distill.train import settings_differences
+    from distill.training.config import add_arguments, from_arguments
+    from distill.training.runs import config_differences
 
     parser = argparse.ArgumentParser()
-    add_training_arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(["--teacher", "teacher.zip"])
-    assert training_config(args, "rec.h5", "Breakout", 1.0, 0.1, 0).teacher == "teacher.zip"
-    assert training_config(args, "rec.h5", "Breakout", 0.0, 0.1, 0).teacher is None
-    assert training_config(parser.parse_args([]), "rec.h5", "Breakout", 1.0, 0.1, 0).teacher is None
+    assert from_arguments(args, dataset="rec.h5", alpha=1.0).teacher == "teacher.zip"
+    assert from_arguments(args, dataset="rec.h5", alpha=0.0).teacher is None
+    assert from_arguments(parser.parse_args([]), dataset="rec.h5", alpha=1.0).teacher is None
     grid_args = script_module("figure4").parse_args(["--dataset", "r.h5", "--out", "o", "--teacher", "T"])
     assert grid_args.teacher == "T"
     # a run stored with a teacher (as KL-only runs were before) still counts as the same KL-only run without one
@@ -609,7 +613,7 @@ def test_grid_flags_give_the_live_teacher_to_sobolev_runs_only(tmp_path):
         run = tmp_path / f"a{alpha:g}"
         run.mkdir()
         (run / "config.json").write_text(json.dumps({"config": asdict(stored)}))
-        assert settings_differences(run, replace(stored, teacher=None)) == differs
+        assert config_differences(run / "config.json", replace(stored, teacher=None)) == differs
 
 
 def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
@@ -675,7 +679,8 @@ def test_stray_mass_against_hand_computed_values(recording, tmp_path, capsys):
 
 
 def test_live_channels_counts_first_layer_channels_that_fire(recording, tmp_path, capsys):
-    from distill.students import live_first_layer_channels, make_student
+    from distill.training.students import make_student
+    from diagnostics_common import live_first_layer_channels
 
     student = make_student("paper", 4)
     obs = torch.rand(8, 4, 84, 84)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from distill.errors import cli_entry
-from distill.dataset_file import open_recording
-from distill.lives import LIVES_DATASET, before_life_loss, life_losses, replay_lives, write_lives
+from distill.environment.errors import cli_entry
+from distill.recording.schema import open_recording
+from distill.recording.lives import LIVES_DATASET, before_life_loss, life_losses, replay_lives, write_lives
 
 
 def build_parser() -> argparse.ArgumentParser:

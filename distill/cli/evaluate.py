@@ -7,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from distill import atari
-from distill.device import resolve_device
-from distill.errors import UserError, cli_entry
-from distill.rollout import MODES, play
+from distill.environment import atari
+from distill.environment.device import resolve_device
+from distill.environment.errors import UserError, cli_entry
+from distill.evaluation.report import evaluate_student, evaluate_teacher
+from distill.evaluation.rollout import MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,37 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _play_all(name: str, policy, game: str, args, device) -> dict:
-    modes = MODES if args.mode == "both" else (args.mode,)
-    summaries = {}
-    for mode in modes:
-        s = play(policy, game, args.episodes, mode=mode, seed=args.seed, envs=args.envs, device=device).summary()
-        summaries[mode] = s
-        print(f"{game} {name:7s} {mode:6s}: mean {s['mean_return']:.1f} ± {s['std_return']:.1f} "
-              f"(min {s['min_return']:.0f}, max {s['max_return']:.0f}) over {s['episodes']} games")
-    primary = summaries[modes[0]]
-    return {"mean_return": primary["mean_return"], "std_return": primary["std_return"],
-            "episodes": primary["episodes"], "mode": primary["mode"], "modes": summaries}
-
-
-def _ratios(student_modes: dict, teacher_modes: dict) -> dict:
-    """Student-over-teacher score per mode with its bootstrap interval: 30 games each leave a wide one."""
-    from distill.scores import ratio_interval
-
-    ratios = {}
-    for mode, summary in student_modes.items():
-        if teacher_modes[mode]["mean_return"] <= 0 or summary["episodes"] < 2:
-            continue
-        ratio = ratio_interval(summary["returns"], teacher_modes[mode]["returns"])
-        ratios[mode] = ratio.as_dict()
-        print(f"student / teacher, {mode}: {ratio}")
-    return ratios
-
-
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    from teachers.load import load_teacher
-
     args = build_parser().parse_args(argv)
     if args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
@@ -88,63 +60,18 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--dataset asks for the held-out metrics and --no-held-out skips them; pass one of the two")
     device = resolve_device(args.device)
     game = atari.canonical_game(args.game) if args.game else None
-    report: dict = {"seed": args.seed}
+    play = dict(episodes=args.episodes, mode=args.mode, seed=args.seed, envs=args.envs,
+                temperature=args.temperature, device=device)
     if args.student is not None:
-        from distill.train import evaluate_states, load_student
-
-        student, info = load_student(args.student, args.checkpoint, device)
-        student_game = info["config"]["game"]
-        if game is not None and game != student_game:
-            raise UserError(f"the student in {args.student} plays {student_game}, not {game}")
-        game = student_game
-        print(f"evaluating student {args.student} ({info['config']['student']}, alpha {info['config']['alpha']}, "
-              f"fraction {info['config']['fraction']})", file=sys.stderr)
-        report.update({"game": game, "policy": "student", "run": str(args.student), "checkpoint": args.checkpoint,
-                       "config": info["config"]})
-        report.update(_play_all("student", student, game, args, device))
-        dataset = args.dataset or Path(info["config"]["dataset"])
-        if args.dataset is not None or dataset.exists():
-            from distill.data import recording_episodes, split_by_episodes
-
-            episodes, attrs = recording_episodes(dataset)
-            if str(attrs["game"]) != game:
-                raise UserError(f"{dataset} is a recording of {attrs['game']}, not {game}")
-            if not args.no_held_out:
-                split = split_by_episodes(episodes, info["config"]["fraction"], info["config"]["split_seed"])
-                report["held_out"] = evaluate_states(student, dataset, split.test_rows, device)
-                print(f"held-out on {dataset}: action error {report['held_out']['test_action_error']:.4f}, "
-                      f"KL {report['held_out']['test_kl']:.4f} nats over {len(split.test_rows)} states")
-            teacher_spec = args.teacher or str(attrs["teacher_path"])
-        else:
-            teacher_spec = args.teacher or game
-        if not args.no_teacher:
-            teacher = load_teacher(teacher_spec, game=game, temperature=args.temperature, device=device)
-            distilled_from = info.get("teacher_sha256")
-            if distilled_from and teacher.sha256 != distilled_from:
-                print(f"warning: the teacher played alongside ({teacher.path}, sha256 {teacher.sha256[:12]}) is not "
-                      f"the one this student was distilled from ({distilled_from[:12]}); pass that one with --teacher",
-                      file=sys.stderr)
-            report["teacher"] = {"path": teacher.path, "sha256": teacher.sha256,
-                                 "distilled_from": teacher.sha256 == distilled_from,
-                                 **_play_all("teacher", teacher, game, args, device)}
-            report["student_over_teacher"] = report["mean_return"] / report["teacher"]["mean_return"] \
-                if report["teacher"]["mean_return"] else None
-            report["student_over_teacher_by_mode"] = _ratios(report["modes"], report["teacher"]["modes"])
-        policy = student
+        report, policy = evaluate_student(args.student, args.checkpoint, held_out=not args.no_held_out,
+                                          dataset=args.dataset, teacher=args.teacher,
+                                          with_teacher=not args.no_teacher, game=game, **play)
     else:
-        if args.teacher is None and game is None:
-            raise UserError("say what to evaluate: --teacher GAME_OR_PATH (e.g. --teacher Breakout) or --student RUNDIR")
-        teacher = load_teacher(args.teacher if args.teacher is not None else game, game=game,
-                               temperature=args.temperature, device=device)
-        print(f"evaluating {teacher.describe()}", file=sys.stderr)
-        game = teacher.game
-        report.update({"game": game, "policy": "teacher", "path": teacher.path, "sha256": teacher.sha256})
-        report.update(_play_all("teacher", teacher, game, args, device))
-        policy = teacher
+        report, policy = evaluate_teacher(args.teacher, game, **play)
     if args.video is not None:
-        from distill.video import record_gif
+        from distill.evaluation.video import record_gif
 
-        record_gif(policy, game, args.video, seed=args.seed, device=device)
+        record_gif(policy, report["game"], args.video, seed=args.seed, device=device)
         print(f"wrote {args.video}", file=sys.stderr)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

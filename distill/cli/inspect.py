@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.dataset_file import has_gradients, open_recording, summary
-from distill.device import exact_float32, resolve_device
-from distill.errors import UserError, cli_entry
+from distill.recording.schema import has_gradients, open_recording, summary
+from distill.environment.device import exact_float32, resolve_device
+from distill.environment.errors import UserError, cli_entry
 
 
 def build_parser() -> argparse.ArgumentParser:

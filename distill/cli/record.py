@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill.device import exact_float32, resolve_device
-from distill.errors import UserError, cli_entry
-from distill.recording import BEHAVIOURS, GRAD_DTYPES, RecordConfig, default_recording_path, record
+from distill.environment.device import exact_float32, resolve_device
+from distill.environment.errors import UserError, cli_entry
+from distill.recording.writer import BEHAVIOURS, GRAD_DTYPES, RecordConfig, default_recording_path, record
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    from distill import atari
+    from distill.environment import atari
     from teachers.load import load_teacher
 
     args = build_parser().parse_args(argv)

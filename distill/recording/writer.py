@@ -1,0 +1,366 @@
+"""Record teacher datasets: states, logits, actions and random-projection input gradients (DESIGN.md section 4).
+
+For every state s played while following the teacher, the file stores the observation, the
+teacher's logits, the action taken, the episode, and for k = 1..K a unit vector v_k (uniform
+on the sphere of R^A) with ``grad_s <log_softmax(teacher(s)), v_k>`` taken with respect to
+the scaled input ``obs / 255``. With K = 0 the file holds no directions and no gradients
+(``proj_dirs`` and ``proj_grads`` are absent): about 220 times smaller and several times faster
+to make, for KL-only students or for Sobolev students that draw directions from the live teacher
+(``distill-train --teacher``).
+
+Crash safety: the file is written in HDF5's single-writer/multiple-reader (SWMR) mode, which
+keeps it readable at every instant, and a one-element dataset ``committed`` records how many
+states are completely written. It is raised only after the rows it covers are flushed, so after
+a ``kill -9`` (or a full disk) everything up to ``committed`` is valid; ``--resume`` truncates the
+rest and continues. The ``complete`` attribute is set only when the requested size is reached.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from distill._version import __version__
+from distill.environment import atari
+from distill.environment.errors import UserError
+from distill.recording.repair import clear_consistency_flags
+from distill.recording.schema import EPISODE_FIELDS, LIVES_MEANING, SCHEMA_VERSION
+from distill.sobolev import input_gradients, random_unit_vectors
+
+GRAD_DTYPES = {"float16": np.float16, "float32": np.float32}
+TORCH_GRAD_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+BEHAVIOURS = ("sample", "greedy")
+CHUNK_STATES = 16  # states per HDF5 chunk: small enough for fast random reads, large enough to compress
+
+# settings that must match for --resume to append to an existing file
+RESUME_KEYS = ("game", "teacher_sha256", "projections", "grad_dtype", "behaviour", "epsilon", "schema_version")
+
+
+
+
+def _hdf5plugin(codec: str):
+    """hdf5plugin, imported only for the codecs that need it (so that gzip/lzf work where it is missing)."""
+    try:
+        import hdf5plugin
+    except ImportError:
+        raise UserError(f"codec {codec} needs the hdf5plugin package: `pip install hdf5plugin`, or choose "
+                        f"--codec gzip or lzf") from None
+    return hdf5plugin
+
+
+def compression(codec: str = "zstd") -> dict:
+    """h5py keyword arguments for a codec; zstd (through hdf5plugin) is the measured default."""
+    if codec in ("zstd", "lz4", "blosc-zstd"):
+        hdf5plugin = _hdf5plugin(codec)
+    if codec == "zstd":
+        return dict(hdf5plugin.Zstd(clevel=3))
+    if codec == "lz4":
+        return dict(hdf5plugin.LZ4())
+    if codec == "blosc-zstd":
+        return dict(hdf5plugin.Blosc(cname="zstd", clevel=3, shuffle=hdf5plugin.Blosc.SHUFFLE))
+    if codec == "gzip":
+        return {"compression": "gzip", "compression_opts": 4}
+    if codec == "lzf":
+        return {"compression": "lzf"}
+    if codec == "none":
+        return {}
+    raise UserError(f"unknown codec {codec!r}; choose zstd, lz4, blosc-zstd, gzip, lzf or none")
+
+
+@dataclass
+class RecordConfig:
+    """What a recording is: stored as file attributes, compared on resume."""
+
+    game: str
+    states: int = 100_000
+    projections: int = 1
+    grad_dtype: str = "float16"
+    envs: int = 8
+    seed: int = 0
+    behaviour: str = "sample"
+    epsilon: float = 0.0
+    codec: str = "zstd"
+
+    def validate(self) -> None:
+        if self.states < 1:
+            raise UserError(f"--states must be at least 1, got {self.states}")
+        if self.projections < 0:
+            raise UserError(f"--projections must be at least 0 (0: no gradients, for KL-only training or "
+                            f"distill-train --teacher), got {self.projections}")
+        if self.grad_dtype not in GRAD_DTYPES:
+            raise UserError(f"--grad-dtype must be float16 or float32, got {self.grad_dtype!r}")
+        if self.behaviour not in BEHAVIOURS:
+            raise UserError(f"--behaviour must be sample or greedy, got {self.behaviour!r}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise UserError(f"--epsilon must be in [0, 1], got {self.epsilon}")
+        if self.envs < 1:
+            raise UserError(f"--envs must be at least 1, got {self.envs}")
+
+
+def default_recording_path(game: str, data_dir: Path = Path("data")) -> Path:
+    """Where ``distill-record --game G`` writes and ``distill-train --game G`` looks."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return data_dir / "recordings" / f"{atari.canonical_game(game).lower()}-{stamp}.h5"
+
+
+# ---------------------------------------------------------------------------------------------
+# the teacher step: one forward pass for the action and the gradients
+# ---------------------------------------------------------------------------------------------
+def teacher_step(teacher: torch.nn.Module, obs: np.ndarray, k: int, generator: torch.Generator,
+                 device: torch.device, grad_dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits ``[B, A]``, directions ``[B, K, A]`` and ``grad_s <log_softmax(teacher(s)), v_k>`` ``[B, K, 4, 84, 84]``.
+
+    One forward pass serves the action choice and all K projections; the graph is freed
+    before returning. Gradients come back already cast to ``grad_dtype`` (torch's float16 cast
+    is several times faster than numpy's). With ``k = 0`` there is no backward pass and the
+    directions and gradients are empty (``[B, 0, ...]``).
+    """
+    if k == 0:
+        with torch.no_grad():
+            logits = teacher(atari.scale_obs(obs).to(device)).float().cpu().numpy()
+        return (logits, np.zeros((len(obs), 0, logits.shape[1]), np.float32),
+                np.zeros((len(obs), 0, *atari.OBS_SHAPE), np.float32))
+    x = atari.scale_obs(obs).to(device).requires_grad_(True)
+    logits = teacher(x)
+    log_probs = torch.log_softmax(logits.float(), dim=1)
+    dirs = random_unit_vectors(x.shape[0], k, log_probs.shape[1], generator=generator).to(device)
+    grads = input_gradients(log_probs, x, dirs, create_graph=False)
+    return logits.detach().float().cpu().numpy(), dirs.cpu().numpy(), grads.to(grad_dtype).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# file layout
+# ---------------------------------------------------------------------------------------------
+def _create_file(path: Path, cfg: RecordConfig, n_actions: int, teacher_path: str, teacher_sha: str) -> None:
+    comp = compression(cfg.codec)
+    k = cfg.projections
+    with h5py.File(path, "w", libver="latest") as f:
+        f.create_dataset("obs", (0, *atari.OBS_SHAPE), np.uint8, maxshape=(None, *atari.OBS_SHAPE),
+                         chunks=(CHUNK_STATES, *atari.OBS_SHAPE), **comp)
+        f.create_dataset("logits", (0, n_actions), np.float32, maxshape=(None, n_actions),
+                         chunks=(1024, n_actions))
+        f.create_dataset("actions", (0,), np.int64, maxshape=(None,), chunks=(4096,))
+        f.create_dataset("episode", (0,), np.int32, maxshape=(None,), chunks=(4096,))
+        if k > 0:  # a gradient-free recording (K = 0) has neither (HDF5 chunks cannot have a zero-sized axis)
+            f.create_dataset("proj_dirs", (0, k, n_actions), np.float32, maxshape=(None, k, n_actions),
+                             chunks=(1024, k, n_actions))
+            f.create_dataset("proj_grads", (0, k, *atari.OBS_SHAPE), GRAD_DTYPES[cfg.grad_dtype],
+                             maxshape=(None, k, *atari.OBS_SHAPE),
+                             chunks=(max(1, CHUNK_STATES // k), k, *atari.OBS_SHAPE), **comp)
+        lives = f.create_dataset("lives", (0,), np.int16, maxshape=(None,), chunks=(4096,))
+        lives.attrs["meaning"] = LIVES_MEANING
+        f.create_dataset("committed", data=np.zeros(1, np.int64))
+        f.create_dataset("n_episodes", data=np.zeros(1, np.int64))
+        eps = f.create_group("episodes")
+        for name, dtype in zip(EPISODE_FIELDS, (np.int64, np.int64, np.float64, np.bool_)):
+            eps.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(1024,))
+        f.attrs.update({
+            "schema_version": SCHEMA_VERSION, "game": cfg.game, "env_id": atari.env_id(cfg.game),
+            "env_settings": str(atari.env_settings(training=False)), "n_actions": n_actions,
+            "teacher_path": teacher_path, "teacher_sha256": teacher_sha, "projections": k,
+            "grad_dtype": cfg.grad_dtype, "behaviour": cfg.behaviour, "epsilon": cfg.epsilon, "seed": cfg.seed,
+            "envs": cfg.envs, "codec": cfg.codec, "target_states": cfg.states, "package_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(), "complete": False, "resumes": 0,
+            "gradient_of": "grad wrt obs/255 of <log_softmax(teacher(obs/255)), v>",
+        })
+
+
+def read_committed(path: Path) -> int:
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        return int(f["committed"][0])
+
+
+# "lives" is absent from recordings made before it was stored, the two proj_* from gradient-free ones (K = 0)
+PER_STATE = ("obs", "logits", "actions", "episode", "proj_dirs", "proj_grads", "lives")
+
+
+class _Writer:
+    """Appends steps to an open SWMR file; commits rows and the episode table at each flush."""
+
+    def __init__(self, f: h5py.File):
+        self.f = f
+        self.n = int(f["committed"][0])
+        # recordings made before lives were stored go on without them (distill-add-lives can replay them), and
+        # gradient-free ones (K = 0) without directions and gradients
+        self.buffers: dict[str, list[np.ndarray]] = {k: [] for k in PER_STATE if k in f}
+        self.buffered = 0
+
+    def add(self, **rows: np.ndarray) -> None:
+        for key in self.buffers:
+            self.buffers[key].append(rows[key])
+        self.buffered += len(rows["actions"])
+
+    def flush(self, episodes: dict[str, np.ndarray]) -> None:
+        if self.buffered:
+            new = self.n + self.buffered
+            for key, parts in self.buffers.items():
+                data = np.concatenate(parts)
+                ds = self.f[key]
+                ds.resize(new, axis=0)
+                ds[self.n:new] = data
+                ds.flush()
+                parts.clear()
+            self.n, self.buffered = new, 0
+        n_eps = len(episodes["start"])
+        for name in EPISODE_FIELDS:
+            ds = self.f["episodes"][name]
+            ds.resize(n_eps, axis=0)
+            if n_eps:
+                ds[:] = episodes[name]
+            ds.flush()
+        self.f["n_episodes"][0] = n_eps
+        self.f["n_episodes"].flush()
+        self.f["committed"][0] = self.n  # raised last: everything below it is on disk
+        self.f["committed"].flush()
+
+
+def _check_resume(path: Path, cfg: RecordConfig, teacher_sha: str) -> dict:
+    try:
+        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+            attrs = dict(f.attrs)
+    except OSError as exc:
+        raise UserError(f"cannot resume {path}: not a readable HDF5 recording ({exc}); pass --force to start over") from None
+    wanted = {"game": cfg.game, "teacher_sha256": teacher_sha, "projections": cfg.projections,
+              "grad_dtype": cfg.grad_dtype, "behaviour": cfg.behaviour, "epsilon": cfg.epsilon,
+              "schema_version": SCHEMA_VERSION}
+    for key in RESUME_KEYS:
+        have = attrs.get(key)
+        have = have.item() if hasattr(have, "item") else have
+        if have != wanted[key]:
+            raise UserError(f"--resume: {path} was recorded with {key}={have!r}, not {wanted[key]!r}; "
+                            "use the same settings or another --out")
+    return attrs
+
+
+def _truncate_to_committed(path: Path) -> tuple[int, dict[str, np.ndarray]]:
+    """Drop rows written after the last commit (a crash between write and commit)."""
+    clear_consistency_flags(path)  # a killed SWMR writer leaves the file marked as open
+    with h5py.File(path, "a", libver="latest") as f:
+        n = int(f["committed"][0])
+        for key in (k for k in PER_STATE if k in f):
+            if f[key].shape[0] != n:
+                f[key].resize(n, axis=0)
+        n_eps = int(f["n_episodes"][0])
+        episodes = {name: f["episodes"][name][:n_eps] for name in EPISODE_FIELDS}
+        for name in EPISODE_FIELDS:
+            f["episodes"][name].resize(n_eps, axis=0)
+        f.attrs["complete"] = False
+        f.attrs["resumes"] = int(f.attrs.get("resumes", 0)) + 1
+        resumes = int(f.attrs["resumes"])
+    # episodes that were being played when the recording stopped cannot be continued
+    episodes["complete"] = episodes["complete"].astype(bool)
+    return resumes, episodes
+
+
+def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: bool = False,
+           device: torch.device = torch.device("cpu"), progress: bool = True) -> Path:
+    """Follow ``teacher`` until ``out`` holds ``cfg.states`` states; resumable after any interruption."""
+    cfg.game = atari.canonical_game(cfg.game)
+    cfg.validate()
+    if teacher.game != cfg.game:
+        raise UserError(f"the teacher plays {teacher.game}, not {cfg.game}; pass a teacher for {cfg.game}")
+    out = Path(out)
+    if out.exists() and not (resume or force):
+        raise UserError(f"{out} already exists; pass --resume to continue it or --force to overwrite it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create directory {out.parent}: {exc.strerror}; choose a writable --out") from None
+    n_actions = teacher.n_actions
+    resumes = 0
+    episodes: dict[str, list] = {name: [] for name in EPISODE_FIELDS}
+    if resume and out.exists():
+        attrs = _check_resume(out, cfg, teacher.sha256)
+        compression(str(attrs.get("codec", "zstd")))  # registers the file's filter (or says what to install)
+        resumes, stored = _truncate_to_committed(out)
+        episodes = {name: list(stored[name]) for name in EPISODE_FIELDS}
+    else:
+        try:
+            _create_file(out, cfg, n_actions, teacher.path, teacher.sha256)
+        except OSError as exc:
+            raise UserError(f"cannot write {out}: {exc}; choose a writable --out") from None
+
+    seed = cfg.seed + 100_003 * resumes  # fresh games after a resume, still reproducible
+    venv = atari.make_vec_env(cfg.game, n_envs=cfg.envs, seed=seed, training=False, subprocesses=True)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    f = h5py.File(out, "a", libver="latest")
+    f.swmr_mode = True
+    writer = _Writer(f)
+    start_n = writer.n
+    obs = venv.reset()
+    current = np.zeros(cfg.envs, dtype=np.int64)  # row in the episode table each env is playing
+
+    def open_episode(env_index: int, first_state: int) -> None:
+        current[env_index] = len(episodes["start"])
+        for name, value in zip(EPISODE_FIELDS, (first_state, 0, 0.0, False)):
+            episodes[name].append(value)
+
+    loop_start = time.time()
+    bar = tqdm(total=cfg.states, initial=start_n, desc=f"record {cfg.game}", unit="state", unit_scale=True,
+               disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    last_flush = time.time()
+    n_total = start_n
+    started = np.zeros(cfg.envs, dtype=bool)
+    try:
+        while n_total < cfg.states:
+            take = min(cfg.envs, cfg.states - n_total)
+            logits, dirs, grads = teacher_step(teacher, obs[:take], cfg.projections, gen, device,
+                                               TORCH_GRAD_DTYPES[cfg.grad_dtype])
+            probs = torch.softmax(torch.from_numpy(logits), dim=1)
+            if cfg.behaviour == "greedy":
+                chosen = probs.argmax(dim=1).numpy()
+            else:
+                chosen = torch.multinomial(probs, 1, generator=gen).squeeze(1).numpy()
+            if cfg.epsilon > 0:
+                explore = rng.random(take) < cfg.epsilon
+                chosen = np.where(explore, rng.integers(0, n_actions, take), chosen)
+            for i in range(take):
+                if not started[i]:
+                    open_episode(i, n_total + i)
+                    started[i] = True
+            actions = np.zeros(cfg.envs, dtype=np.int64)
+            actions[:take] = chosen
+            venv.step_async(actions)  # the games advance in their processes while we prepare this step's rows
+            rows = dict(obs=obs[:take].copy(), logits=logits, actions=chosen.astype(np.int64),
+                        episode=current[:take].astype(np.int32), proj_dirs=dirs, proj_grads=grads)
+            for i in range(take):
+                episodes["length"][current[i]] += 1
+            obs, rewards, dones, infos = venv.step_wait()
+            rows["lives"] = np.array([int(info.get("lives", 0)) for info in infos[:take]], dtype=np.int16)
+            writer.add(**rows)
+            n_total += take
+            for i in range(take):
+                episodes["return"][current[i]] += float(rewards[i])
+                if dones[i]:
+                    episodes["complete"][current[i]] = True
+                    started[i] = False
+            if writer.buffered >= 256 or time.time() - last_flush > 5:
+                writer.flush({k: np.asarray(v) for k, v in episodes.items()})
+                last_flush = time.time()
+            bar.update(take)
+        writer.flush({k: np.asarray(v) for k, v in episodes.items()})
+    except OSError as exc:
+        raise UserError(f"writing {out} failed ({exc}); the file is valid up to {writer.n} states: free space and "
+                        "rerun with --resume") from None
+    finally:
+        bar.close()
+        venv.close()
+        f.close()
+    loop_seconds = time.time() - loop_start
+    with h5py.File(out, "a", libver="latest") as f:
+        # steady-state speed of this invocation (environment construction excluded)
+        f.attrs["last_run_states"] = n_total - start_n
+        f.attrs["last_run_seconds"] = loop_seconds
+        f.attrs["recording_seconds"] = float(f.attrs.get("recording_seconds", 0.0)) + loop_seconds
+        f.attrs["complete"] = True
+        f.attrs["target_states"] = cfg.states
+        f.attrs["finished"] = datetime.now(timezone.utc).isoformat()
+    return out

@@ -1,0 +1,251 @@
+"""Distil a recorded teacher into a student: KL + alpha * stochastic Sobolev term, in a resumable run directory.
+
+:func:`train` reads top to bottom: check the recording, prepare the run directory, build the student, then for each
+step draw a batch, take the loss, step Adam, and every ``eval_every`` steps evaluate, log and checkpoint. What the
+run directory holds is :mod:`distill.training.runs`'s business; the schedules are in :mod:`distill.training.config`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from distill._version import __version__
+from distill.environment.device import cpu_model
+from distill.environment.errors import UserError
+from distill.recording.lives import before_life_loss, read_lives
+from distill.recording.schema import has_gradients, no_gradients_error, open_recording
+from distill.sobolev import input_gradients, random_unit_vectors
+from distill.training.config import TrainConfig
+from distill.training.data import Split, TrainingData, read_rows, recording_episodes, split_by_episodes
+from distill.training.losses import distillation_loss
+from distill.training.metrics import evaluate_loaded, evaluate_states
+from distill.training.runs import (append_metrics, check_run_dir, load_checkpoint, save_checkpoint, start_metrics_log,
+                                   start_over)
+from distill.training.students import count_parameters, make_student
+
+
+def sobolev_weight(cfg: TrainConfig, step: int) -> float:
+    """The Sobolev term's weight at optimiser step ``step`` (0-based): --alpha throughout, or falling linearly from
+    --alpha at the first step towards 0 at ``--alpha-until * --steps``. With --alpha-until 1 it is positive at every
+    step taken, so the term is always built; with less it is 0 from there on and those steps cost what KL-only
+    steps cost."""
+    if cfg.alpha_schedule == "linear":
+        return cfg.alpha * max(0.0, 1.0 - step / (cfg.alpha_until * cfg.steps))
+    return cfg.alpha
+
+
+def warmup_steps(cfg: TrainConfig) -> int:
+    """Steps of the linear warm-up (at least one when --lr-warmup is positive)."""
+    return max(1, round(cfg.lr_warmup * cfg.steps)) if cfg.lr_warmup > 0 else 0
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Adam's learning rate for optimiser step ``step`` (0-based): constant or cosine-decayed from --lr to 0, times a
+    linear ramp over the first warm-up steps (so Adam's first, sign-like updates are small)."""
+    rate = cfg.lr
+    if cfg.lr_schedule == "cosine":
+        rate *= 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    warm = warmup_steps(cfg)
+    return rate * (step + 1) / warm if step < warm else rate
+
+
+def recording_teacher(spec: str, dataset: str | Path, attrs: dict, device: torch.device):
+    """The teacher that made a recording, loaded to draw fresh directions (refuses any other teacher)."""
+    from teachers.load import load_teacher
+
+    teacher = load_teacher(spec, game=str(attrs["game"]), device=device)
+    if teacher.sha256 != str(attrs["teacher_sha256"]):
+        raise UserError(f"--teacher {spec} is not the teacher that made {dataset} (sha256 "
+                        f"{teacher.sha256[:12]} vs {str(attrs['teacher_sha256'])[:12]}); pass that teacher's .zip "
+                        f"({attrs.get('teacher_path', 'see distill-inspect')}) or drop --teacher")
+    return teacher
+
+
+def live_projections(teacher: torch.nn.Module, obs_scaled: torch.Tensor, n_actions: int, k: int,
+                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh unit directions v and the teacher's grad_s <log pi*(s), v> for a batch (the paper's estimator)."""
+    dirs = random_unit_vectors(len(obs_scaled), k, n_actions, generator=generator).to(obs_scaled.device)
+    with torch.enable_grad():
+        x = obs_scaled.detach().requires_grad_(True)
+        grads = input_gradients(torch.log_softmax(teacher(x), 1), x, dirs, create_graph=False)
+    return dirs, grads.detach()
+
+
+def sampling_weights(cfg: TrainConfig, episode_of_state: np.ndarray, train_rows: np.ndarray) -> torch.Tensor | None:
+    """Relative chance of each training state to be drawn (experimental ``--life-loss-weight``): the weight for the
+    states just before a lost life, 1 for the others; None for uniform sampling (the default)."""
+    if cfg.life_loss_weight == 1.0:
+        return None
+    marked = before_life_loss(read_lives(cfg.dataset), episode_of_state, cfg.life_loss_window)[train_rows]
+    if not marked.any():
+        raise UserError(f"no training state of {cfg.dataset} lies before a lost life (fraction {cfg.fraction}); "
+                        "--life-loss-weight needs some: use a larger --fraction or leave the weight at 1")
+    return torch.from_numpy(np.where(marked, cfg.life_loss_weight, 1.0))
+
+
+def _check_recording(cfg: TrainConfig) -> tuple[np.ndarray, dict]:
+    """The recording's episode ids and attributes, refusing one of another game, or without the gradients that
+    Sobolev training on recorded directions needs."""
+    episode_of_state, attrs = recording_episodes(Path(cfg.dataset))
+    if str(attrs["game"]) != cfg.game:
+        raise UserError(f"{cfg.dataset} is a recording of {attrs['game']}, not {cfg.game}; pass --game {attrs['game']}")
+    if cfg.alpha > 0 and not cfg.teacher and not has_gradients(attrs):
+        raise no_gradients_error(cfg.dataset, attrs)
+    return episode_of_state, attrs
+
+
+def _capped_test_set(cfg: TrainConfig, split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed sample of at most ``test_cap`` held-out states, loaded once: the periodic evaluations reuse it."""
+    rows = np.sort(np.random.default_rng(cfg.split_seed).choice(
+        split.test_rows, min(cfg.test_cap, len(split.test_rows)), replace=False))
+    with open_recording(cfg.dataset) as f:
+        return (torch.from_numpy(read_rows(f["obs"], rows)).to(device),
+                torch.from_numpy(f["logits"][:][rows]).to(device))
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig, attrs: dict, split: Split, student: torch.nn.Module,
+                  live: bool, weights: torch.Tensor | None, device: torch.device) -> None:
+    (run_dir / "config.json").write_text(json.dumps({
+        "config": asdict(cfg), "n_actions": int(attrs["n_actions"]), "student_parameters": count_parameters(student),
+        "train_states": int(len(split.train_rows)), "test_states": int(len(split.test_rows)),
+        "train_episodes": int(len(split.train_episodes)), "test_episodes": int(len(split.test_episodes)),
+        "teacher_sha256": str(attrs["teacher_sha256"]),
+        "directions": "live teacher, fresh every step" if live else "recorded",
+        **({} if weights is None else {
+            "train_states_before_life_loss": int((weights != 1.0).sum()),
+            "share_of_draws_before_life_loss": float(weights[weights != 1.0].sum() / weights.sum())}),
+        # float sums on the CPU depend on the CPU and the thread count: reruns are bit-identical only where they match
+        "device": str(device), "torch_threads": torch.get_num_threads(), "cpu_model": cpu_model(),
+        "torch_version": torch.__version__, "package_version": __version__,
+        "command": " ".join(sys.argv)}, indent=2))
+
+
+@dataclass
+class _Running:
+    """Training losses summed on the device since the last evaluation (a .item() per step would stall a GPU)."""
+
+    loss: torch.Tensor | float = 0.0
+    kl: torch.Tensor | float = 0.0
+    sobolev: torch.Tensor | float = 0.0
+    steps: int = 0
+    sobolev_steps: int = 0  # the term is not built once a falling weight has reached 0
+
+    def add(self, out) -> None:
+        self.loss, self.kl, self.steps = self.loss + out.total.detach(), self.kl + out.kl.detach(), self.steps + 1
+        if out.sobolev is not None:
+            self.sobolev, self.sobolev_steps = self.sobolev + out.sobolev.detach(), self.sobolev_steps + 1
+
+    def means(self) -> dict:
+        n = max(self.steps, 1)
+        return {"train_loss": float(self.loss) / n, "train_kl": float(self.kl) / n,
+                "train_sobolev": float(self.sobolev) / self.sobolev_steps if self.sobolev_steps else ""}
+
+
+@dataclass
+class _Logger:
+    """metrics.csv, TensorBoard and the progress bar: where each periodic evaluation goes."""
+
+    run_dir: Path
+    cfg: TrainConfig
+    bar: tqdm
+    seconds_before: float
+    start: float = field(default_factory=time.time)
+    start_step: int = 0
+
+    def __post_init__(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def log(self, step: int, running: _Running, metrics: dict) -> None:
+        elapsed = time.time() - self.start
+        row = {"step": step, "samples": step * self.cfg.batch_size, **running.means(), **metrics,
+               "seconds": round(self.seconds_before + elapsed, 3)}
+        append_metrics(self.run_dir, row)
+        for key in ("train_loss", "train_kl", "test_action_error", "test_kl", "train_sobolev"):
+            if row[key] != "":
+                self.writer.add_scalar(key, row[key], step)
+        if self.cfg.alpha > 0:
+            self.writer.add_scalar("alpha", sobolev_weight(self.cfg, step - 1), step)
+        samples_per_s = (step - self.start_step) * self.cfg.batch_size / max(elapsed, 1e-9)  # this invocation's
+        self.bar.set_postfix(err=f"{metrics['test_action_error']:.3f}", kl=f"{metrics['test_kl']:.4f}",
+                             sps=f"{samples_per_s:.0f}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()
+
+
+def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = False, force: bool = False,
+          progress: bool = True) -> dict:
+    """Train one student; returns the final held-out metrics (also in ``run_dir/metrics.json``)."""
+    cfg.validate()
+    run_dir = Path(run_dir)
+    episode_of_state, attrs = _check_recording(cfg)
+    split = split_by_episodes(episode_of_state, cfg.fraction, cfg.split_seed)
+    check_run_dir(run_dir, cfg, resume, force)
+    weights = sampling_weights(cfg, episode_of_state, split.train_rows)
+    if force and not resume:
+        start_over(run_dir)
+
+    torch.manual_seed(cfg.seed)
+    student = make_student(cfg.student, int(attrs["n_actions"])).to(device)
+    optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    step, best = 0, float("inf")
+    if resume and (run_dir / "latest.pt").exists():
+        step, best = load_checkpoint(run_dir / "latest.pt", student, optimizer, gen)
+
+    live = recording_teacher(cfg.teacher, cfg.dataset, attrs, device) if cfg.alpha > 0 and cfg.teacher else None
+    data = TrainingData(Path(cfg.dataset), split.train_rows, device, with_gradients=cfg.alpha > 0 and live is None)
+    capped_obs, capped_logits = _capped_test_set(cfg, split, device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(run_dir, cfg, attrs, split, student, live is not None, weights, device)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"distil a={cfg.alpha:g} f={cfg.fraction:g}", unit="step",
+               disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    logger = _Logger(run_dir, cfg, bar, start_metrics_log(run_dir, step), start_step=step)
+
+    running = _Running()
+    student.train()
+    while step < cfg.steps:
+        if weights is None:
+            idx = torch.randint(data.n, (cfg.batch_size,), generator=gen).to(device)
+        else:
+            idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).to(device)
+        obs, teacher_logits, dirs, grads = data.batch(idx)
+        if live is not None:  # as many fresh directions per state as the recording holds (one if it holds none)
+            dirs, grads = live_projections(live, obs, int(attrs["n_actions"]), max(1, int(attrs["projections"])), gen)
+        out = distillation_loss(student, obs, teacher_logits, sobolev_weight(cfg, step), dirs, grads, cfg.kl,
+                                cfg.distance)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        optimizer.zero_grad(set_to_none=True)
+        out.total.backward()
+        optimizer.step()
+        step += 1
+        running.add(out)
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            metrics = evaluate_loaded(student, capped_obs, capped_logits)
+            logger.log(step, running, metrics)
+            running = _Running()
+            if metrics["test_kl"] < best:
+                best = metrics["test_kl"]
+                save_checkpoint(run_dir / "best.pt", student, optimizer, step, best, gen)
+            save_checkpoint(run_dir / "latest.pt", student, optimizer, step, best, gen)
+    logger.close()
+
+    final = evaluate_states(student, Path(cfg.dataset), split.test_rows, device)  # the whole held-out set
+    final.update({"step": step, "alpha": cfg.alpha, "fraction": cfg.fraction, "seed": cfg.seed,
+                  "student": cfg.student, "best_capped_test_kl": best})
+    (run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
+    return final

@@ -1,0 +1,102 @@
+"""Distillation losses: KL between policies plus alpha times the stochastic Sobolev term (paper section 4.2).
+
+    loss = KL(pi* || pi)  +  alpha * d( grad_s <log pi(s), v>,  grad_s <log pi*(s), v> )
+
+``pi*`` is the teacher, ``pi`` the student, v the recorded unit directions, and the Sobolev
+core (:mod:`distill.sobolev`) computes the student's projected input gradient with
+``create_graph=True`` so that the term trains the student. ``alpha = 0`` is plain policy
+distillation: no input gradient is computed at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from distill.sobolev import derivative_distance, input_gradients
+
+KL_DIRECTIONS = ("teacher-student", "student-teacher")
+SOBOLEV_DISTANCES = ("relative", "cosine", "squared_l2", "mean_squared", "l2")
+
+
+def kl_teacher_student(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over states of KL(pi* || pi) = sum_a pi*(a) (log pi*(a) - log pi(a)), in nats."""
+    # F.kl_div(input, target) computes target * (log target - input): input must be the student's
+    # log-probabilities; log_target=True lets the teacher be given as log-probabilities too.
+    return F.kl_div(F.log_softmax(student_logits, 1), F.log_softmax(teacher_logits, 1), log_target=True,
+                    reduction="batchmean")
+
+
+def kl_student_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over states of KL(pi || pi*) (the direction the paper writes), in nats."""
+    return F.kl_div(F.log_softmax(teacher_logits, 1), F.log_softmax(student_logits, 1), log_target=True,
+                    reduction="batchmean")
+
+
+def kl_per_state(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                 direction: str = "teacher-student") -> torch.Tensor:
+    """KL between the two policies for each state ``[B]``, in nats: what held-out metrics sum over states."""
+    log_student, log_teacher = F.log_softmax(student_logits.float(), 1), F.log_softmax(teacher_logits.float(), 1)
+    if direction == "teacher-student":
+        return F.kl_div(log_student, log_teacher, log_target=True, reduction="none").sum(1)
+    if direction == "student-teacher":
+        return F.kl_div(log_teacher, log_student, log_target=True, reduction="none").sum(1)
+    raise ValueError(f"unknown KL direction {direction!r}; choose one of {KL_DIRECTIONS}")
+
+
+def policy_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+              direction: str = "teacher-student") -> torch.Tensor:
+    """Mean over states of the KL in ``direction`` (the training loss's value term)."""
+    if direction == "teacher-student":
+        return kl_teacher_student(student_logits, teacher_logits)
+    if direction == "student-teacher":
+        return kl_student_teacher(student_logits, teacher_logits)
+    raise ValueError(f"unknown KL direction {direction!r}; choose one of {KL_DIRECTIONS}")
+
+
+def sobolev_distance(student_grads: torch.Tensor, teacher_grads: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+    """Distance between projected input gradients ``[B, K, 4, 84, 84]``, averaged over states and projections.
+
+    ``relative``: ||g - g*||^2 / ||g*||^2 per (state, projection) (scale-free: a student with zero
+    input gradient scores 1, whatever the teacher's gradient scale); ``cosine``: 1 - cos(g, g*)
+    (direction only, 0 to 2: the magnitude of the student's gradient is left to the KL term); the others as in
+    :func:`distill.sobolev.derivative_distance`.
+    """
+    teacher_grads = teacher_grads.to(student_grads.dtype)
+    if kind == "cosine":  # direction only: matching the teacher never asks the student to flatten its gradient
+        cos = F.cosine_similarity(student_grads.flatten(2), teacher_grads.flatten(2), dim=-1, eps=1e-12)
+        return (1.0 - cos).mean()
+    if kind == "relative":
+        diff = (student_grads - teacher_grads).flatten(2).pow(2).sum(-1)
+        scale = teacher_grads.flatten(2).pow(2).sum(-1).clamp_min(1e-12)
+        return (diff / scale).mean()
+    return derivative_distance(student_grads, teacher_grads, kind, sample_dims=2)
+
+
+@dataclass
+class DistillLoss:
+    total: torch.Tensor
+    kl: torch.Tensor
+    sobolev: torch.Tensor | None
+    student_logits: torch.Tensor
+
+
+def distillation_loss(student: torch.nn.Module, obs_scaled: torch.Tensor, teacher_logits: torch.Tensor,
+                      alpha: float = 0.0, directions: torch.Tensor | None = None,
+                      teacher_grads: torch.Tensor | None = None, kl_direction: str = "teacher-student",
+                      distance: str = "cosine") -> DistillLoss:
+    """KL + alpha * Sobolev on one batch. With ``alpha == 0`` the input gradient is never built."""
+    if alpha == 0:
+        logits = student(obs_scaled)
+        kl = policy_kl(logits, teacher_logits, kl_direction)
+        return DistillLoss(kl, kl, None, logits)
+    if directions is None or teacher_grads is None:
+        raise ValueError("alpha > 0 needs the recorded directions and teacher gradients")
+    x = obs_scaled.detach().requires_grad_(True)
+    logits = student(x)
+    kl = policy_kl(logits, teacher_logits, kl_direction)
+    grads = input_gradients(F.log_softmax(logits, 1), x, directions, create_graph=True)
+    sob = sobolev_distance(grads, teacher_grads, distance)
+    return DistillLoss(kl + alpha * sob, kl, sob, logits)

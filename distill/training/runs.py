@@ -1,0 +1,143 @@
+"""The run directory: the one reader and writer of what ``distill-train`` leaves on disk.
+
+A run directory holds ``config.json`` (the settings and facts of the run), ``metrics.csv`` (one row per evaluation),
+``metrics.json`` (final held-out metrics), ``latest.pt`` / ``best.pt`` checkpoints and TensorBoard logs. Settings
+added after a run was made are read at the value it was made with (:data:`SETTINGS_ADDED_LATER`), so that older
+runs still resume, compare and load.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from distill.environment.errors import UserError
+from distill.training.config import GRADIENT_TERM_SETTINGS, TrainConfig
+from distill.training.students import make_student
+
+METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "test_action_error", "test_kl",
+                 "test_kl_student_teacher", "test_states", "seconds"]
+
+# settings added to TrainConfig after runs were published, at the value those older runs were made with
+SETTINGS_ADDED_LATER: dict[str, object] = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0,
+                                           "life_loss_window": 16, "alpha_schedule": "constant", "alpha_until": 1.0}
+
+
+def read_run_config(config_json: Path) -> dict:
+    """A run's config.json, its ``config`` completed with the values of settings added later."""
+    try:
+        info = json.loads(Path(config_json).read_text())
+        info["config"] = {**SETTINGS_ADDED_LATER, **info["config"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{config_json} is not a readable run config ({exc}); train the run again") from None
+    return info
+
+
+def config_differences(config_json: Path, cfg: TrainConfig, ignore: tuple[str, ...] = ()) -> dict[str, object]:
+    """The settings (name: stored value) in which the run whose config.json is ``config_json`` (a run directory's,
+    or a published copy) differs from ``cfg``, so that runs made with other settings are neither resumed nor
+    reused as if they were the same."""
+    stored = read_run_config(config_json)["config"]
+    if cfg.alpha == 0:  # a KL-only run has no gradient term: older ones may have stored a teacher with it
+        ignore = (*ignore, *GRADIENT_TERM_SETTINGS)
+    diffs = {k: stored.get(k) for k, v in asdict(cfg).items()
+             if k not in ignore and k != "dataset" and stored.get(k) != v}
+    if Path(str(stored.get("dataset"))).resolve() != Path(cfg.dataset).resolve():
+        diffs["dataset"] = stored.get("dataset")
+    return diffs
+
+
+def check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool, force: bool) -> None:
+    """Refuse to overwrite a run unless asked (``force``), and to resume one made with other settings."""
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if resume:
+            if not (run_dir / "config.json").exists():
+                raise UserError(f"--resume: {run_dir} holds no config.json; it is not a training run")
+            # constant schedules let a run be extended; a decaying one is defined by its step count
+            extendable = cfg.lr_schedule == "constant" and cfg.without_unused_settings().alpha_schedule == "constant"
+            free = ("steps", "eval_every") if extendable else ("eval_every",)
+            diffs = config_differences(run_dir / "config.json", cfg, ignore=free)
+            if diffs:
+                raise UserError(f"--resume: {run_dir} was trained with other settings ({', '.join(diffs)}); "
+                                "use the same flags or another --out")
+        elif not force:
+            raise UserError(f"{run_dir} already exists; pass --resume to continue it or --force to start over")
+    elif resume:
+        print(f"--resume: {run_dir} does not exist yet; starting a new run", file=sys.stderr)
+
+
+def start_over(run_dir: Path) -> None:
+    """Delete an old run for ``--force``: called only once every check of the new run has passed."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+
+
+def save_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, best: float,
+                    generator: torch.Generator) -> None:
+    """Write a checkpoint atomically: a kill never leaves a half-written one."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best": best,
+                "rng": {"batch": generator.get_state()}}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    generator: torch.Generator) -> tuple[int, float]:
+    """Restore a run's state from ``path``; returns its step and best capped test KL."""
+    state = torch.load(path, map_location="cpu", weights_only=False)  # load_state_dict moves it to the device
+    student.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["rng"]["batch"])  # the batch generator lives on the CPU, whatever the device
+    return int(state["step"]), float(state["best"])
+
+
+def start_metrics_log(run_dir: Path, step: int) -> float:
+    """Start metrics.csv, or on resume drop the rows logged after the checkpoint at ``step``; returns the training
+    seconds of earlier invocations, so that ``seconds`` counts the whole run."""
+    path = run_dir / "metrics.csv"
+    kept = []
+    if step > 0 and path.exists():
+        with path.open() as handle:
+            kept = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(kept)
+    # checkpoints are written with the rows, so the last kept row is the checkpoint's
+    return float(kept[-1]["seconds"]) if kept and kept[-1]["seconds"] else 0.0
+
+
+def append_metrics(run_dir: Path, row: dict) -> None:
+    with (run_dir / "metrics.csv").open("a", newline="") as handle:
+        csv.DictWriter(handle, METRIC_FIELDS).writerow(row)
+
+
+def read_curve(run_dir: Path) -> list[dict]:
+    """metrics.csv as numbers (empty cells left out)."""
+    with (Path(run_dir) / "metrics.csv").open() as handle:
+        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(handle)]
+
+
+def load_student(run_dir: str | Path, which: str = "latest",
+                 device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """A trained student (eval mode, frozen) and its run's config.json, refusing directories that are not runs."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    checkpoint = run_dir / f"{which}.pt"
+    if not config_path.exists() or not checkpoint.exists():
+        raise UserError(f"{run_dir} is not a finished distill-train run (needs config.json and {which}.pt); "
+                        "train one with `distill-train`")
+    info = read_run_config(config_path)
+    student = make_student(info["config"]["student"], int(info["n_actions"]))
+    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    student.load_state_dict(state["model"])
+    student.to(device).eval()
+    for p in student.parameters():
+        p.requires_grad_(False)
+    return student, info
