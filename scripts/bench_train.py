@@ -8,7 +8,6 @@ their ratio, and the share of step time spent fetching the batch (data wait).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 

@@ -36,9 +36,9 @@ import numpy as np
 from distill.training.data import split_by_episodes
 from distill.recording.schema import has_gradients, no_gradients_error
 from distill.environment.device import resolve_device
-from distill.environment.errors import UserError, cli_entry
+from distill.environment.errors import RERUN_HINT, UserError, cli_entry
 from distill.training.config import TrainConfig, add_arguments, from_arguments
-from distill.training.runs import config_differences, read_curve
+from distill.training.runs import config_differences, read_curve, read_run_config
 from distill.training.loop import train
 
 
@@ -221,7 +221,7 @@ def plot(results: dict, fractions: list[float], alphas: list[float], out: Path, 
     plt.close(fig)
 
 
-@cli_entry
+@cli_entry(on_interrupt=RERUN_HINT)
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = resolve_device(args.device)
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
     plot(results, fractions, args.alphas, args.out, game, live_teacher=args.teacher is not None,
          alpha_schedule=args.alpha_schedule, alpha_until=args.alpha_until)
     # the devices the runs were trained on (each config.json names its last invocation's), not this invocation's
-    devices = [json.loads((run_dir(args.out, *key) / "config.json").read_text()).get("device") for key in grid]
+    devices = [read_run_config(run_dir(args.out, *key) / "config.json").get("device") for key in grid]
     unrecorded = sum(d is None for d in devices)  # runs from before config.json named the device
     trained_on = sorted({d for d in devices if d is not None}) + (
         [f"{unrecorded} run{'s' * (unrecorded > 1)} with no device recorded"] if unrecorded else [])

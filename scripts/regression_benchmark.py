@@ -16,17 +16,15 @@ import csv
 import math
 import multiprocessing
 import os
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 
-from distill.environment.errors import UserError, cli_entry
+from distill.environment.errors import RERUN_HINT, UserError, cli_entry
 from distill.benchmarks.functions import FUNCTIONS
 from distill.benchmarks.regression import ACTIVATIONS, METHODS, RegressionConfig, run_job
 
@@ -128,7 +126,7 @@ def plot(rows: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
-@cli_entry
+@cli_entry(on_interrupt=RERUN_HINT)
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.jobs < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from distill.environment.errors import UserError, cli_entry
+from distill.environment.errors import RESUME_HINT, UserError, cli_entry
 from teachers.train import ALGOS, VEC_ENVS, TeacherRunConfig, train_teacher
 
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@cli_entry
+@cli_entry(on_interrupt=RESUME_HINT)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.checkpoint_every < 1:

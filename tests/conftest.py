@@ -53,3 +53,18 @@ def sb3_models(tmp_path_factory):
     paths["ppo_cartpole"] = root / "ppo_cartpole.zip"
     model.save(paths["ppo_cartpole"])
     return paths
+
+
+@pytest.fixture(scope="session")
+def recording(tmp_path_factory):
+    """A 400-state Breakout recording of a tiny untrained teacher, shared by the training and evaluation tests."""
+    from distill.recording.writer import RecordConfig, record
+    from test_recording import TinyTeacher
+
+    path = tmp_path_factory.mktemp("rec") / "breakout-test.h5"
+    # epsilon-random behaviour makes short, varied games: several episodes in few states. lzf, built into h5py:
+    # training does not depend on the codec, and so these tests (CUDA ones included) run where hdf5plugin is missing
+    record(RecordConfig(game="Breakout", states=400, envs=4, seed=0, epsilon=0.5, codec="lzf"), TinyTeacher(), path,
+           progress=False)
+    return path
+

@@ -18,9 +18,9 @@ from distill.training.metrics import evaluate_states
 from distill.training.runs import load_student
 from distill.training.loop import train
 
-from script_helpers import script_module
+from script_helpers import one_line_error, script_module
 from diagnostics_common import divide_heldout, finished_runs  # after script_helpers: it puts them on the path
-from test_train import cfg, recording  # noqa: F401  (recording is a fixture)
+from training_helpers import cfg
 
 
 def test_per_state_metrics_average_to_the_reported_test_metrics(recording, tmp_path):  # noqa: F811
@@ -171,3 +171,176 @@ def test_compare_by_episode_pairs_seeds_and_counts_episodes(recording, tmp_path,
         module.main(["--dataset", str(recording), "--a", str(runs[0.0, 0]), "--b", str(other), "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and "different episodes" in err and "\n" not in err
+
+
+def test_diagnose_script_measures_gradient_match(recording, tmp_path, capsys):
+    module = script_module("diagnose_sobolev")
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
+    r = module.diagnose(run, states=16)
+    assert -1.0 <= r["cosine"] <= 1.0 and r["relative"] >= 0 and r["norm_ratio"] >= 0
+    assert r["param_grad_kl"] > 0 and r["param_grad_sobolev"] > 0 and r["directions"] == "recorded"
+    assert module.main([str(run), "--states", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "| run |" in out and "| recorded |" in out
+    assert "not a finished distill-train run" in one_line_error(module.main, [str(tmp_path)], capsys)
+
+
+def test_action_error_by_margin_splits_the_error_into_bands(recording, tmp_path, capsys):
+    module = script_module("action_error_by_margin")
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=0.0, steps=10), run, torch.device("cpu"), progress=False)
+    r = module.margin_report(run, states=64, edges=[0.0, 0.05, 0.2, 1.0], merge=[])
+    assert sum(b["share"] for b in r["bands"]) == pytest.approx(1.0)
+    # the share-weighted errors of the bands add up to the whole error
+    assert sum(b["share"] * b["error"] for b in r["bands"] if b["share"]) == pytest.approx(r["error"])
+    everything = ",".join(str(a) for a in range(json.loads((run / "config.json").read_text())["n_actions"]))
+    assert module.margin_report(run, 64, [0.0, 1.0], [everything])["merged_error"] == 0.0  # one group: no error
+    # the disagreement pairs add up to the error, and none pairs an action with itself
+    assert sum(c["share"] for c in r["confusions"]) == pytest.approx(r["error"])
+    assert all(c["teacher"] != c["student"] for c in r["confusions"])
+    shares = [c["share"] for c in r["confusions"]]
+    assert shares == sorted(shares, reverse=True)
+    assert module.main([str(run), "--states", "32", "--merge", "0,1", "--confusions", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "merged error" in out and "Most common disagreements" in out
+    assert "--confusions must be at least 0" in one_line_error(module.main, [str(run), "--confusions", "-1"], capsys)
+    assert "distinct actions" in one_line_error(module.main, [str(run), "--merge", "0,0"], capsys)  # an action twice
+    assert "--edges must rise" in one_line_error(module.main, [str(run), "--edges", "0.5", "0.1"], capsys)
+
+
+def test_stray_mass_against_hand_computed_values(recording, tmp_path, capsys):
+    module = script_module("stray_mass")
+    teacher = torch.tensor([[0.9, 0.08, 0.02], [0.5, 0.49, 0.01]])
+    student = torch.tensor([[0.7, 0.1, 0.2], [0.5, 0.4, 0.1]])
+    s = module.stray_mass_summary(student.log(), teacher.log(), below=0.05)
+    assert s["student_stray_mass"] == pytest.approx((0.2 + 0.1) / 2)  # the third action is stray in both states
+    assert s["teacher_stray_mass"] == pytest.approx((0.02 + 0.01) / 2)
+    assert s["student_entropy"] == pytest.approx(float(-(student * student.log()).sum(1).mean()))
+    assert s["kl_teacher_student"] == pytest.approx(float((teacher * (teacher / student).log()).sum(1).mean()))
+    assert s["kl_student_teacher"] == pytest.approx(float((student * (student / teacher).log()).sum(1).mean()))
+    same = module.stray_mass_summary(teacher.log(), teacher.log(), below=0.05)
+    assert same["student_stray_mass"] == same["teacher_stray_mass"] and same["kl_student_teacher"] == pytest.approx(0)
+
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=0.0, steps=10, kl="student-teacher"), run, torch.device("cpu"), progress=False)
+    out = tmp_path / "stray.json"
+    assert module.main([str(run), "--states", "100000", "--json", str(out)]) == 0  # every held-out state
+    (report,) = json.loads(out.read_text())
+    assert report["kl_direction"] == "student-teacher" and 0 <= report["student_stray_mass"] <= 1
+    final = json.loads((run / "metrics.json").read_text())
+    assert report["kl_teacher_student"] == pytest.approx(final["test_kl"], rel=1e-4)  # the metric training reports
+    assert "| run |" in capsys.readouterr().out
+    assert "--below must lie in (0, 1)" in one_line_error(module.main, [str(run), "--below", "1.5"], capsys)
+    assert "not a finished distill-train run" in one_line_error(module.main, [str(tmp_path)], capsys)
+
+
+def test_live_channels_counts_first_layer_channels_that_fire(recording, tmp_path, capsys):
+    from distill.training.students import make_student
+    from diagnostics_common import live_first_layer_channels
+
+    student = make_student("paper", 4)
+    obs = torch.rand(8, 4, 84, 84)
+    first = student.features[0]
+    with torch.no_grad():
+        first.weight.zero_()
+        first.bias.fill_(0.1)  # every channel fires everywhere
+        assert live_first_layer_channels(student, obs) == 16
+        first.bias[[2, 5, 11]] = -0.1  # these three never fire: zero weights, negative bias
+        assert live_first_layer_channels(student, obs) == 13
+        first.bias[11] = 0.0  # exactly zero after the ReLU is not firing
+        assert live_first_layer_channels(student, obs) == 13
+        first.weight[5, 0, 0, 0] = 1.0  # fires where input channel 0 at one tap exceeds 0.1: somewhere in 8 frames
+        assert live_first_layer_channels(student, obs) == 14
+        assert live_first_layer_channels(student, torch.zeros(8, 4, 84, 84)) == 13  # but not on blank frames
+
+    module = script_module("live_channels")
+    run = tmp_path / "runs" / "f0.5-a1-s0"
+    train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
+    out = tmp_path / "live.json"
+    assert module.main([str(tmp_path), "--states", "50", "--json", str(out)]) == 0  # a grid folder: its runs/
+    (report,) = json.loads(out.read_text())
+    assert report["channels"] == 8 and 0 <= report["live_channels"] <= 8 and report["states"] == 50  # `small`
+    assert report["test_kl"] == json.loads((run / "metrics.json").read_text())["test_kl"]
+    assert f"| f0.5-a1-s0 | 0.05 | {report['live_channels']} of 8 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+
+
+def test_on_policy_gap_measures_disagreement_on_the_states_each_policy_reaches(recording, tmp_path, sb3_models):
+    from teachers.load import load_teacher
+
+    gap = script_module("on_policy_gap")
+    teacher = load_teacher(str(sb3_models["a2c_breakout"]), "Breakout")
+    obs = torch.rand(5, 4, 84, 84)
+    same = gap.Disagreement(teacher, teacher, teacher)  # a student equal to its teacher never disagrees
+    same(obs)
+    assert same.summary()["states"] == 5 and same.summary()["action_error"] == 0
+    assert same.summary()["kl"] == pytest.approx(0, abs=1e-6)
+
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=1.0, steps=10), run, torch.device("cpu"), progress=False)
+    student, _ = load_student(run)
+    probe = gap.Disagreement(student, student, teacher)
+    torch.testing.assert_close(probe(obs), student(obs))  # the policy in control is the one that acts
+    out = tmp_path / "gap.json"
+    assert gap.main([str(run), "--teacher", str(sb3_models["a2c_breakout"]), "--episodes", "1", "--envs", "1",
+                     "--mode", "greedy", "--json", str(out)]) == 0
+    (report,) = json.loads(out.read_text())
+    for name in ("student plays", "teacher plays"):
+        assert report[name]["states"] > 0 and 0 <= report[name]["action_error"] <= 1 and report[name]["kl"] >= 0
+    final = json.loads((run / "metrics.json").read_text())
+    assert report["held_out"]["kl"] == pytest.approx(final["test_kl"])
+    with pytest.raises(SystemExit) as exc:
+        gap.main([str(tmp_path)])
+    assert exc.value.code == 2
+
+
+def test_teacher_perturbation_calibrates_to_the_asked_kl_and_entropy(recording, tmp_path, sb3_models):
+    tp = script_module("teacher_perturbation")
+    logits = torch.randn(300, 4, generator=torch.Generator().manual_seed(0)) * 2
+    noise = torch.randn(300, 4, generator=torch.Generator().manual_seed(1))
+    sigma = tp.noise_scale_for_kl(logits, noise, 0.05)
+    assert tp.mean_kl(logits, logits + sigma * noise) == pytest.approx(0.05, rel=1e-4)
+    t = tp.temperature_for_entropy(logits, 1.0)
+    assert tp.mean_entropy(logits / t) == pytest.approx(1.0, rel=1e-4)
+    assert tp.temperature_for_entropy(logits, tp.mean_entropy(logits)) == pytest.approx(1.0, rel=1e-4)
+    with pytest.raises(UserError, match="out of reach"):
+        tp.temperature_for_entropy(logits, 2.0)  # above log 4, the entropy of the uniform policy
+
+    out = tmp_path / "perturbation.json"
+    assert tp.main(["--dataset", str(recording), "--teacher", str(sb3_models["a2c_breakout"]), "--match-kl", "0.05",
+                    "--match-entropy", "1.0", "--episodes", "1", "--envs", "1", "--mode", "greedy", "--states", "200",
+                    "--json", str(out)]) == 0
+    teacher, noisy, tempered = json.loads(out.read_text())["results"]
+    assert teacher["kl"] == pytest.approx(0, abs=1e-6) and teacher["action_error"] == 0
+    assert noisy["kl"] == pytest.approx(0.05, rel=1e-3)
+    assert tempered["entropy"] == pytest.approx(1.0, rel=1e-3) and tempered["action_error"] == 0
+    assert tempered["returns"] == teacher["returns"]  # a temperature does not change greedy play
+    with pytest.raises(SystemExit) as exc:
+        tp.main(["--dataset", str(tmp_path / "missing.h5")])
+    assert exc.value.code == 2
+
+
+def test_life_loss_disagreement_marks_the_steps_before_each_lost_life(recording, tmp_path, sb3_models):
+    ll = script_module("life_loss_disagreement")
+    lives = np.array([5, 5, 5, 5, 4, 4, 4, 3, 3, 0])  # lives after each step; index 0 is the start
+    marked = ll.mark_before_losses(lives, window=2)
+    np.testing.assert_array_equal(np.flatnonzero(marked), [3, 4, 6, 7, 8, 9])
+    assert not ll.mark_before_losses(np.array([3, 3, 3]), window=5).any()
+
+    run = tmp_path / "run"
+    train(cfg(recording, alpha=0.0, steps=10), run, torch.device("cpu"), progress=False)
+    out = tmp_path / "ll.json"
+    assert ll.main([str(run), "--teacher", str(sb3_models["a2c_breakout"]), "--episodes", "1", "--envs", "1",
+                    "--mode", "greedy", "--window", "8", "--json", str(out)]) == 0
+    (report,) = json.loads(out.read_text())
+    for name in ("student", "teacher"):
+        r = report[name]
+        assert r["games"] == 1 and r["before_lost_life"]["states"] > 0  # a Breakout game ends by losing every life
+        assert r["before_lost_life"]["states"] <= 8 * 5  # at most one window per life
+        assert r["before_lost_life"]["states"] + r["elsewhere"]["states"] == r["all"]["states"]
+    with pytest.raises(SystemExit) as exc:
+        ll.main([str(run), "--window", "0"])
+    assert exc.value.code == 2

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from distill.environment.errors import UserError, cli_entry
+from distill.environment.errors import RERUN_HINT, UserError, cli_entry
 
 METHODS = {"KL only": 0.0, "Sobolev": 1.0}
 
@@ -76,13 +76,13 @@ def train_side_by_side(dataset: Path, out: Path, fraction: float, steps: int, se
         return {name: (runs[name], f.result()) for name, f in futures.items()}
 
 
-@cli_entry
+@cli_entry(on_interrupt=RERUN_HINT)
 def main(argv: list[str] | None = None) -> int:
     from distill import api
     from distill.environment import atari
     from distill.evaluation.report import play_policy
     from distill.recording.schema import open_recording
-    from distill.training.runs import load_student
+    from distill.training.runs import load_student, read_run_config
 
     args = build_parser().parse_args(argv)
     game = atari.canonical_game(args.game)
@@ -110,9 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     scores = {"teacher": play_policy(teacher, "teacher", game, **play)["mean_return"]}
     for name, (run, _) in results.items():
         scores[name] = play_policy(load_student(run)[0], name, game, **play)["mean_return"]
-    info = json.loads((results["Sobolev"][0] / "config.json").read_text())
-    lines = [f"{game}: students trained on {info['train_states']} states ({info['train_episodes']} episodes), "
-             f"held out {info['test_states']} states ({info['test_episodes']} episodes); {args.steps} steps, seed "
+    info = read_run_config(results["Sobolev"][0] / "config.json")
+    def episodes(n: int) -> str:
+        return f"{n} episode{'s' * (n != 1)}"
+
+    lines = [f"{game}: students trained on {info['train_states']} states ({episodes(info['train_episodes'])}), "
+             f"held out {info['test_states']} states ({episodes(info['test_episodes'])}); {args.steps} steps, seed "
              f"{args.seed}; student {info['student_parameters']:,} parameters", "",
              "| policy | held-out action error | held-out KL (nats) | game score (mean of "
              f"{args.episodes}) | score / teacher |", "|---|---|---|---|---|",

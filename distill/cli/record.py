@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from distill.environment.device import exact_float32, resolve_device
-from distill.environment.errors import UserError, cli_entry
+from distill.environment.errors import RESUME_HINT, UserError, cli_entry
 from distill.recording.writer import BEHAVIOURS, GRAD_DTYPES, RecordConfig, default_recording_path, record
 
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@cli_entry
+@cli_entry(on_interrupt=RESUME_HINT)
 def main(argv: list[str] | None = None) -> int:
     from distill.environment import atari
     from teachers.load import load_teacher

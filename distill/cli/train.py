@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from distill.environment.device import resolve_device
-from distill.environment.errors import cli_entry
+from distill.environment.errors import RESUME_HINT, cli_entry
 from distill.recording.schema import find_latest_recording
 from distill.training.config import add_arguments, from_arguments
 from distill.training.loop import train
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@cli_entry
+@cli_entry(on_interrupt=RESUME_HINT)
 def main(argv: list[str] | None = None) -> int:
     from distill.environment.atari import canonical_game
 

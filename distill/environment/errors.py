@@ -14,9 +14,18 @@ class UserError(Exception):
     """Bad input from the user: the message names the problem and the fix."""
 
 
-def cli_entry(func: F) -> F:
+INTERRUPTED = "interrupted"
+RESUME_HINT = "interrupted: progress so far is saved; rerun with --resume to continue"
+RERUN_HINT = "interrupted: finished work is kept; run the same command again to continue"
+
+
+def cli_entry(func: F | None = None, *, on_interrupt: str = INTERRUPTED):
     """Wrap a CLI ``main`` so a :class:`UserError` becomes ``error: ...`` on stderr and exit code 2, and a reader
-    that stops early (``| head``) ends the command quietly instead of in a BrokenPipeError traceback."""
+    that stops early (``| head``) ends the command quietly instead of in a BrokenPipeError traceback. Ctrl-C prints
+    ``on_interrupt``: commands that resume say how (:data:`RESUME_HINT`, :data:`RERUN_HINT`), the others only that
+    they stopped. Use as ``@cli_entry`` or ``@cli_entry(on_interrupt=RESUME_HINT)``."""
+    if func is None:
+        return functools.partial(cli_entry, on_interrupt=on_interrupt)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -32,7 +41,7 @@ def cli_entry(func: F) -> F:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
-            print("interrupted: progress so far is saved; rerun with --resume to continue", file=sys.stderr)
+            print(on_interrupt, file=sys.stderr)
             raise SystemExit(130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -11,13 +11,12 @@ error inside each band; with ``--merge`` it also reports the error after pooling
 ``--merge 0,1``, the same once the ball is in play). ``--confusions N`` lists the N most common (teacher's
 action, student's action) disagreements with their share of the states, to see which pairs make up the error.
 
-    python scripts/action_error_by_margin.py data/figure4/pong-8k/runs/f0.05-a0-s0 data/figure4/pong-8k/runs/f0.05-a1-s0
+    python scripts/diagnostics/action_error_by_margin.py data/figure4/pong-8k/runs/f0.05-a0-s0 data/figure4/pong-8k/runs/f0.05-a1-s0
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch

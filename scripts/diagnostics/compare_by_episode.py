@@ -6,11 +6,11 @@ This script pairs run A and run B of the same seed (same split, so the same held
 how many episodes B has the lower KL and the lower action error, both methods' metrics, and the same metrics
 without episodes named by ``--exclude-episodes``.
 
-    python scripts/compare_by_episode.py --dataset data/recordings/breakout-100k-t5.75M-s0.h5 \\
+    python scripts/diagnostics/compare_by_episode.py --dataset data/recordings/breakout-100k-t5.75M-s0.h5 \\
         --a data/figure4/GRID/runs/f0.5-a0-s0 data/figure4/GRID/runs/f0.5-a0-s1 \\
         --b data/figure4/GRID/runs/f0.5-a1-s0 data/figure4/GRID/runs/f0.5-a1-s1 --out data/compare
 
-Per-episode sums are cached in OUT/cache/ (shared with scripts/select_alpha.py's format). Writes OUT/compare.json.
+Per-episode sums are cached in OUT/cache/ (shared with scripts/diagnostics/select_alpha.py's format). Writes OUT/compare.json.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import numpy as np
 
 
 from distill.training.data import recording_episodes
+from distill.training.runs import read_run_config
 from distill.environment.device import resolve_device
 from distill.environment.errors import UserError, cli_entry
 from diagnostics_common import cached_episode_sums, finished_runs
 
 
 def _config(run: Path) -> dict:
-    return json.loads((run / "config.json").read_text())["config"]
+    return read_run_config(run / "config.json")["config"]
 
 
 def compare_pair(a, b, exclude: list[int]) -> dict:

@@ -6,13 +6,12 @@ distance ||g - g*||^2 / ||g*||^2 (1 = a student with zero input gradient); the m
 gradient norms |g| / |g*| and the median cosine between g and g*; and the norm of the parameter
 gradient of the KL term and of the Sobolev term (what Adam sees when they are added).
 
-    python scripts/diagnose_sobolev.py data/figure4/breakout/runs/f0.05-a0-s0 data/figure4/breakout/runs/f0.05-a1-s0
+    python scripts/diagnostics/diagnose_sobolev.py data/figure4/breakout/runs/f0.05-a0-s0 data/figure4/breakout/runs/f0.05-a1-s0
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np

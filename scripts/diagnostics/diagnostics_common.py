@@ -7,6 +7,7 @@ script's own folder on its import path.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from distill.environment.errors import UserError
+from distill.evaluation.rollout import MODES
 from distill.evaluation.heldout import EpisodeSums, episode_sums
 from distill.recording.lives import before_life_loss, read_lives
 from distill.recording.schema import open_recording
@@ -123,7 +125,7 @@ def life_loss_split(run: Path, window: int, device: torch.device, dataset: Path 
         return {"states": int(mask.sum()), "action_error": float(errors[mask].mean()), "kl": float(kls[mask].mean())}
 
     return {"run": str(run), "alpha": cfg["alpha"], "fraction": cfg["fraction"], "seed": cfg["seed"],
-            "life_loss_weight": cfg.get("life_loss_weight", 1.0), "window": window,
+            "life_loss_weight": cfg["life_loss_weight"], "window": window,
             "before_lost_life": part(before), "elsewhere": part(~before), "all": part(np.ones_like(before))}
 
 
@@ -137,3 +139,30 @@ def live_first_layer_channels(model: torch.nn.Module, obs_scaled: torch.Tensor) 
     """
     activations = model.features[1](model.features[0](obs_scaled))  # [B, C, H, W] after the first ReLU
     return int((activations > 0).flatten(2).any(2).any(0).sum())
+
+
+def add_play_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of the diagnostics that play games with a student and its teacher."""
+    p.add_argument("--teacher", default=None, help="the recording's teacher (default: the shipped one of the game)")
+    p.add_argument("--episodes", type=int, default=12, help="whole games per policy (default 12)")
+    p.add_argument("--mode", choices=MODES, default="sample", help="sample or greedy actions (default sample)")
+    p.add_argument("--envs", type=int, default=6, help="games played side by side (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def add_window_argument(p: argparse.ArgumentParser) -> None:
+    """--window: the states up to each lost life that the life-loss diagnostics single out."""
+    p.add_argument("--window", type=int, default=16, help="states up to each lost life (default 16: about 1 s)")
+
+
+def checked_window(window: int) -> int:
+    if window < 1:
+        raise UserError(f"--window must be at least 1, got {window}")
+    return window
+
+
+def write_reports(path: Path | None, reports: list, indent: int = 2) -> int:
+    """Write the reports to ``--json`` if given; the exit code of a diagnostic that got this far."""
+    if path:
+        path.write_text(json.dumps(reports, indent=indent))
+    return 0

@@ -9,7 +9,7 @@ each lost life and all the others: action disagreement and ``KL(pi* || pi)`` in 
 higher before lost lives than elsewhere, when the student plays, means its errors concentrate where they cost
 points; the teacher-controlled row tells whether those moments are simply hard for the student anyway.
 
-    python scripts/life_loss_disagreement.py data/figure4/breakout-t5.75M-cos8k/runs/f0.1-a1-s0 --episodes 12
+    python scripts/diagnostics/life_loss_disagreement.py data/figure4/breakout-t5.75M-cos8k/runs/f0.1-a1-s0 --episodes 12
 
 Loading the teacher unpickles its .zip: only name teachers you trust.
 """
@@ -17,8 +17,6 @@ Loading the teacher unpickles its .zip: only name teachers you trust.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +26,9 @@ import torch.nn.functional as F
 
 from distill.environment.errors import UserError, cli_entry
 from distill.recording.lives import before_life_loss
-from distill.evaluation.rollout import MODES, play
+from distill.evaluation.rollout import play
 from distill.training.runs import load_student
+from diagnostics_common import add_play_arguments, add_window_argument, checked_window, write_reports
 
 
 def mark_before_losses(lives: np.ndarray, window: int) -> np.ndarray:
@@ -93,16 +92,11 @@ def play_and_split(student: torch.nn.Module, teacher: torch.nn.Module, student_p
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="distill-train run directories")
-    p.add_argument("--teacher", default=None, help="the recording's teacher (default: the shipped one of the game)")
-    p.add_argument("--episodes", type=int, default=12, help="whole games per policy (default 12)")
-    p.add_argument("--window", type=int, default=16, help="agent steps before each lost life (default 16: ~1 s)")
-    p.add_argument("--mode", choices=MODES, default="sample", help="sample or greedy actions (default sample)")
-    p.add_argument("--envs", type=int, default=6, help="games played side by side (default 6)")
-    p.add_argument("--seed", type=int, default=0)
+    add_play_arguments(p)
+    add_window_argument(p)
     p.add_argument("--json", type=Path, default=None, help="also write the reports here")
     args = p.parse_args(argv)
-    if args.window < 1:
-        raise UserError(f"--window must be at least 1, got {args.window}")
+    checked_window(args.window)
     from teachers.load import load_teacher
 
     reports = []
@@ -124,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {name} | {part.replace('_', ' ')} | {q['states']} | {q['action_error']:.3f} | "
                       f"{q['kl']:.4f} | {r['mean_return']:.1f} ± {r['std_return']:.1f} |")
         reports.append(report)
-    if args.json:
-        args.json.write_text(json.dumps(reports, indent=2))
-    return 0
+    return write_reports(args.json, reports)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ with few live channels has less to see with, whatever its loss. For each finishe
 the first layer's channels fire somewhere on a fixed-seed sample of the run's own held-out states, beside the
 run's final training KL, test action error and test KL, so a weak seed can be told apart from a weak method.
 
-    python scripts/live_channels.py data/figure4/pong-t1.94M-cos8k-ckpt --states 256
+    python scripts/diagnostics/live_channels.py data/figure4/pong-t1.94M-cos8k-ckpt --states 256
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 from distill.environment.errors import cli_entry
-from diagnostics_common import finished_runs, sampled_heldout_states
+from diagnostics_common import finished_runs, sampled_heldout_states, write_reports
 from diagnostics_common import live_first_layer_channels
 from distill.training.runs import load_student
 
@@ -36,7 +36,7 @@ def live_channel_report(run: Path, states: int) -> dict:
         last = list(csv.DictReader(f))[-1]
     final = json.loads((run / "metrics.json").read_text())
     return {"run": run.name, "fraction": cfg["fraction"], "alpha": cfg["alpha"], "seed": cfg["seed"],
-            "lr_warmup": cfg.get("lr_warmup", 0.0), "states": len(obs), "live_channels": live,
+            "lr_warmup": cfg["lr_warmup"], "states": len(obs), "live_channels": live,
             "channels": student.features[0].out_channels, "train_kl": float(last["train_kl"]),
             "test_action_error": final["test_action_error"], "test_kl": final["test_kl"]}
 
@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         reports.append(r)
         print(f"| {r['run']} | {r['lr_warmup']:g} | {r['live_channels']} of {r['channels']} | {r['train_kl']:.4f} | "
               f"{r['test_action_error']:.4f} | {r['test_kl']:.4f} |")
-    if args.json:
-        args.json.write_text(json.dumps(reports, indent=1))
-    return 0
+    return write_reports(args.json, reports, indent=1)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ each run's games per mode, measures every run's held-out error and ``KL(pi* || p
 its lives: ``distill-add-lives``), and prints Spearman's rank correlation of each measure with the mean game score
 in each mode, across the runs. A measure that predicts play should correlate negatively (lower KL, higher score).
 
-    python scripts/offline_vs_play.py docs/game-scores-breakout-f0.1/student*-60-s1000.json --json out.json
+    python scripts/diagnostics/offline_vs_play.py docs/game-scores-breakout-f0.1/student*-60-s1000.json --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from scipy import stats
 
 from distill.environment.device import resolve_device
 from distill.environment.errors import UserError, cli_entry
-from diagnostics_common import life_loss_split
+from diagnostics_common import life_loss_split, add_window_argument, checked_window
 from distill.evaluation.scores import returns_by_mode
 
 MEASURES = {  # name -> (part of the held-out split, metric)
@@ -72,12 +71,11 @@ def rank_correlations(rows: list[dict], modes: list[str]) -> dict[str, dict[str,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", type=Path, help="distill-eval --student JSON files (one run may have several)")
-    p.add_argument("--window", type=int, default=16, help="states up to each lost life (default 16: about 1 s)")
+    add_window_argument(p)
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--json", type=Path, default=None, help="also write the per-run figures and correlations here")
     args = p.parse_args(argv)
-    if args.window < 1:
-        raise UserError(f"--window must be at least 1, got {args.window}")
+    checked_window(args.window)
     runs = games_by_run(args.files)
     if len(runs) < 3:
         raise UserError(f"a rank correlation needs at least 3 runs; the files name {len(runs)}")

@@ -8,7 +8,7 @@ teacher in control), queries both networks on every state reached, and prints th
 ``KL(pi* || pi)`` on those states beside the game scores. A gap between the two rows that the held-out metrics do
 not show is distribution shift, not a worse fit.
 
-    python scripts/on_policy_gap.py data/figure4/breakout-t5.75M-cos8k/runs/f0.1-a1-s0 --episodes 12 --mode sample
+    python scripts/diagnostics/on_policy_gap.py data/figure4/breakout-t5.75M-cos8k/runs/f0.1-a1-s0 --episodes 12 --mode sample
 
 Loading the teacher unpickles its .zip: only name teachers you trust.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,9 @@ import torch
 
 from distill.environment.errors import cli_entry
 from distill.training.losses import policy_kl
-from distill.evaluation.rollout import MODES, play
+from distill.evaluation.rollout import play
 from distill.training.runs import load_student
+from diagnostics_common import add_play_arguments, write_reports
 
 
 class Disagreement:
@@ -78,11 +78,7 @@ def measure(run: Path, teacher_spec: str | None, episodes: int, mode: str, envs:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="distill-train run directories")
-    p.add_argument("--teacher", default=None, help="the recording's teacher (default: the shipped one of the game)")
-    p.add_argument("--episodes", type=int, default=12, help="whole games per policy (default 12)")
-    p.add_argument("--mode", choices=MODES, default="sample", help="sample or greedy actions (default sample)")
-    p.add_argument("--envs", type=int, default=6, help="games played side by side (default 6)")
-    p.add_argument("--seed", type=int, default=0)
+    add_play_arguments(p)
     p.add_argument("--json", type=Path, default=None, help="also write the reports here")
     args = p.parse_args(argv)
     reports = []
@@ -99,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if "held_out" in report:
             print(f"| recording's held-out episodes | | {report['held_out']['action_error']:.3f} | "
                   f"{report['held_out']['kl']:.4f} | |")
-    if args.json:
-        args.json.write_text(json.dumps(reports, indent=2))
-    return 0
+    return write_reports(args.json, reports)
 
 
 if __name__ == "__main__":

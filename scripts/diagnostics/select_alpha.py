@@ -8,7 +8,7 @@ weight (alpha > 0; a falling weight, ``--alpha-schedule linear``, is a candidate
 ``--alpha-until``) with the lowest mean
 validation KL over seeds, and reports KL-only against that choice on the test part only.
 
-    python scripts/select_alpha.py --dataset data/recordings/breakout-100k-t5.75M-s0.h5 \\
+    python scripts/diagnostics/select_alpha.py --dataset data/recordings/breakout-100k-t5.75M-s0.h5 \\
         --runs data/figure4/breakout-t5.75M-cos8k-warmup --out data/select-alpha
 
 ``--runs`` takes grid folders (their runs/ are read), folders of run folders, or run folders; runs need config.json, metrics.json and
@@ -27,6 +27,7 @@ import numpy as np
 
 
 from distill.training.data import recording_episodes, split_by_episodes
+from distill.training.runs import read_run_config
 from distill.environment.device import resolve_device
 from distill.environment.errors import UserError, cli_entry
 from diagnostics_common import cached_episode_sums, divide_heldout, finished_runs
@@ -45,8 +46,8 @@ def run_weight(config: dict) -> Weight:
     alpha = float(config["alpha"])
     if alpha == 0:
         return KL_ONLY
-    schedule = config.get("alpha_schedule", "constant")
-    until = float(config.get("alpha_until", 1.0))  # runs made before --alpha-until fell to 0 at their last step
+    schedule = config["alpha_schedule"]  # configs come through read_run_config, older ones completed
+    until = float(config["alpha_until"])
     return (alpha, schedule if until == 1.0 else f"{schedule} until {until:g}")
 
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     by_key: dict[tuple[float, Weight, int], Path] = {}
     for run in runs:
-        cfg = json.loads((run / "config.json").read_text())["config"]
+        cfg = read_run_config(run / "config.json")["config"]
         if Path(cfg["dataset"]).name != args.dataset.name:
             raise UserError(f"{run} was trained on {cfg['dataset']}, not {args.dataset}; pass that recording")
         key = (float(cfg["fraction"]), run_weight(cfg), int(cfg["seed"]))
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             continue
         any_run = by_key[(fraction, alphas[0], seeds[0])]
-        split_seed = json.loads((any_run / "config.json").read_text())["config"]["split_seed"]
+        split_seed = read_run_config(any_run / "config.json")["config"]["split_seed"]
         heldout = split_by_episodes(episode_of_state, fraction, split_seed).test_episodes
         states = np.array([(episode_of_state == e).sum() for e in heldout])
         val_eps, test_eps = divide_heldout(heldout, states, args.val_share, args.val_seed)

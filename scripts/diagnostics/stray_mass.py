@@ -9,14 +9,12 @@ mode-seeking and punishes exactly that spread. For each run this prints, on held
 student's probability on actions the teacher gives less than ``--below``) beside the teacher's own, the entropies
 of both policies, and both KL directions.
 
-    python scripts/stray_mass.py data/figure4/breakout-t5.75M-cos8k-warmup-rkl/runs/f0.1-a1-s0 --below 0.05
+    python scripts/diagnostics/stray_mass.py data/figure4/breakout-t5.75M-cos8k-warmup-rkl/runs/f0.1-a1-s0 --below 0.05
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import torch
@@ -24,7 +22,7 @@ import torch.nn.functional as F
 
 
 from distill.environment.errors import UserError, cli_entry
-from diagnostics_common import sampled_heldout_logits
+from diagnostics_common import sampled_heldout_logits, write_reports
 
 
 def stray_mass_summary(student_log_p: torch.Tensor, teacher_log_p: torch.Tensor, below: float) -> dict[str, float]:
@@ -70,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['run']} | {r['alpha']:g} | {r['kl_direction']} | {r['student_stray_mass']:.4f} / "
               f"{r['teacher_stray_mass']:.4f} | {r['student_entropy']:.3f} / {r['teacher_entropy']:.3f} | "
               f"{r['kl_teacher_student']:.4f} | {r['kl_student_teacher']:.4f} |")
-    if args.json:
-        args.json.write_text(json.dumps(reports, indent=1))
-    return 0
+    return write_reports(args.json, reports, indent=1)
 
 
 if __name__ == "__main__":

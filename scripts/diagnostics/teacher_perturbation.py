@@ -13,7 +13,7 @@ disagrees with the unperturbed teacher by a chosen amount but with no preference
 If the perturbed teacher keeps its score, disagreement of that size is harmless when spread at random, and a
 student's lower score means its errors fall on the states that decide the game.
 
-    python scripts/teacher_perturbation.py --dataset data/recordings/breakout-100k-t5.75M-s0.h5 \\
+    python scripts/diagnostics/teacher_perturbation.py --dataset data/recordings/breakout-100k-t5.75M-s0.h5 \\
         --match-kl 0.037 --match-entropy 0.94 --episodes 30
 
 Loading the teacher unpickles its .zip: only name teachers you trust.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Callable
 
