@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from distill._version import __version__
 
-__all__ = ["__version__", "load_teacher", "record", "train", "evaluate", "RecordConfig", "TrainConfig"]
+__all__ = ["__version__", "load_teacher", "record", "train", "evaluate", "RecordConfig", "TrainConfig", "Teacher"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily below
-    from distill.api import RecordConfig, TrainConfig, evaluate, load_teacher, record, train
+    from distill.api import RecordConfig, Teacher, TrainConfig, evaluate, load_teacher, record, train
 
 
 def __getattr__(name: str):

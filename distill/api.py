@@ -22,20 +22,24 @@ import torch
 from distill.environment.device import exact_float32, resolve_device
 from distill.environment.errors import UserError
 from distill.recording.writer import RecordConfig, default_recording_path
+from teachers.teacher import Teacher
 from distill.training.config import TrainConfig
 
-__all__ = ["load_teacher", "record", "train", "evaluate", "RecordConfig", "TrainConfig"]
+__all__ = ["load_teacher", "record", "train", "evaluate", "RecordConfig", "TrainConfig", "Teacher"]
 
 
 def load_teacher(source: str | Path | None = "Breakout", game: str | None = None, device: str = "cpu",
-                 temperature: float = 0.01):
-    """A teacher policy: a shipped one by game name (``"Breakout"``, ``"Pong"``, ``"SpaceInvaders"``) or a
-    stable-baselines3 ``.zip`` path. It is a ``torch.nn.Module`` taking scaled frame stacks ``[B, 4, 84, 84]`` and
-    returning logits, with ``.game``, ``.n_actions`` and ``.sha256``. Loading a ``.zip`` unpickles code from it:
-    only load files you trust."""
+                 temperature: float = 0.01, trust_checkpoint: bool = False) -> Teacher:
+    """A teacher policy: a shipped one by game name (``"Breakout"``, ``"Pong"``, ``"SpaceInvaders"``), a
+    stable-baselines3 ``.zip``, an rl-baselines3-zoo run or hub folder, a CleanRL Atari checkpoint, or (with
+    ``trust_checkpoint``) a TorchScript file. It is a ``torch.nn.Module`` taking scaled frame stacks
+    ``[B, 4, 84, 84]`` and returning logits, with ``.game``, ``.n_actions`` and ``.sha256``. Nothing from the file
+    is unpickled or run unless ``trust_checkpoint=True`` (SB3's own loader). For a network already in memory, use
+    :meth:`Teacher.from_module`."""
     from teachers.load import load_teacher as _load
 
-    return _load(source, game=game, temperature=temperature, device=resolve_device(device))
+    return _load(source, game=game, temperature=temperature, device=resolve_device(device),
+                 trust_checkpoint=trust_checkpoint)
 
 
 def record(teacher, states: int = 100_000, out: str | Path | None = None, *, projections: int = 1,
@@ -79,7 +83,8 @@ def train(dataset: str | Path, run_dir: str | Path, *, device: str = "auto", res
 
 def evaluate(run_dir: str | Path, *, episodes: int = 30, mode: str = "both", held_out: bool = True,
              with_teacher: bool = True, checkpoint: str = "latest", dataset: str | Path | None = None,
-             seed: int = 0, envs: int = 4, device: str = "auto", verbose: bool = True) -> dict:
+             seed: int = 0, envs: int = 4, device: str = "auto", verbose: bool = True,
+             trust_checkpoint: bool = False) -> dict:
     """Evaluate a trained run: held-out action error and KL on its own recording's held-out episodes (under
     ``held_out``), game scores over ``episodes`` games per mode (``sample``, ``greedy`` or ``both``; 0 = no play)
     and the teacher's scores alongside with student/teacher ratios (``teacher``, ``student_over_teacher``)."""
@@ -87,5 +92,6 @@ def evaluate(run_dir: str | Path, *, episodes: int = 30, mode: str = "both", hel
 
     report, _ = evaluate_student(run_dir, checkpoint, episodes=episodes, mode=mode, seed=seed, envs=envs,
                                  held_out=held_out, dataset=dataset, with_teacher=with_teacher,
-                                 device=resolve_device(device), echo=print if verbose else (lambda _: None))
+                                 device=resolve_device(device), echo=print if verbose else (lambda _: None),
+                                 trust_checkpoint=trust_checkpoint)
     return report

@@ -12,6 +12,7 @@ from distill.environment.device import resolve_device
 from distill.environment.errors import UserError, cli_entry
 from distill.evaluation.report import evaluate_student, evaluate_teacher
 from distill.evaluation.rollout import MODES
+from teachers.sb3 import TRUST_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,9 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(teacher alongside) and report mean, std, min and max score, for sampled and greedy actions.",
     )
     p.add_argument("--teacher", default=None,
-                   help="shipped teacher by game name (e.g. Breakout) or a stable-baselines3 .zip path; with --student, "
-                        "the teacher shown alongside (default: the one that recorded the student's dataset). Loading "
-                        "a .zip unpickles code from it: only load files you trust")
+                   help="teacher: a game name (shipped), a stable-baselines3 .zip, a zoo or hub folder, a CleanRL "
+                        "checkpoint, a TorchScript file (--trust-checkpoint); with --student, the teacher shown "
+                        "alongside (default: the one that recorded the student's dataset)")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     p.add_argument("--student", type=Path, default=None, help="a distill-train run directory to evaluate")
     p.add_argument("--checkpoint", choices=("best", "latest"), default="latest",
                    help="which student checkpoint: latest (default; the model metrics.json describes) or best (lowest "
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     game = atari.canonical_game(args.game) if args.game else None
     play = dict(episodes=args.episodes, mode=args.mode, seed=args.seed, envs=args.envs,
-                temperature=args.temperature, device=device)
+                temperature=args.temperature, device=device, trust_checkpoint=args.trust_checkpoint)
     if args.student is not None:
         report, policy = evaluate_student(args.student, args.checkpoint, held_out=not args.no_held_out,
                                           dataset=args.dataset, teacher=args.teacher,

@@ -12,6 +12,7 @@ import torch
 from distill.recording.schema import has_gradients, open_recording, summary
 from distill.environment.device import exact_float32, resolve_device
 from distill.environment.errors import UserError, cli_entry
+from teachers.sb3 import TRUST_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,13 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="recompute logits and gradients for a sample of states")
     p.add_argument("--samples", type=int, default=64, help="states checked by --verify (default 64)")
     p.add_argument("--teacher", default=None, help="teacher to verify with (default: the path stored in the file)")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     p.add_argument("--seed", type=int, default=0, help="which states --verify samples")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 
 
-def verify(path: Path, teacher_spec: str | None, samples: int, seed: int, device: torch.device) -> dict:
+def verify(path: Path, teacher_spec: str | None, samples: int, seed: int, device: torch.device,
+           trust_checkpoint: bool = False) -> dict:
     """Largest relative errors of stored gradients (per state, L2) and largest absolute logit error."""
     from distill.sobolev import input_gradients
     from teachers.load import load_teacher
@@ -37,7 +40,8 @@ def verify(path: Path, teacher_spec: str | None, samples: int, seed: int, device
         n = int(f["committed"][0])
         if n == 0:
             raise UserError(f"{path} holds no states yet")
-        teacher = load_teacher(teacher_spec or str(f.attrs["teacher_path"]), game=str(f.attrs["game"]), device=device)
+        teacher = load_teacher(teacher_spec or str(f.attrs["teacher_path"]), game=str(f.attrs["game"]), device=device,
+                               trust_checkpoint=trust_checkpoint)
         if teacher.sha256 != str(f.attrs["teacher_sha256"]):
             raise UserError(f"teacher {teacher.path} has sha256 {teacher.sha256[:12]}, but {path} was recorded with "
                             f"{str(f.attrs['teacher_sha256'])[:12]}; pass the recording's teacher with --teacher")
@@ -62,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     info = summary(args.file)
     if args.verify:
         exact_float32()  # compare with the teacher at full float32, as it was recorded
-        info.update(verify(args.file, args.teacher, args.samples, args.seed, resolve_device(args.device)))
+        info.update(verify(args.file, args.teacher, args.samples, args.seed, resolve_device(args.device),
+                           args.trust_checkpoint))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

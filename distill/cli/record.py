@@ -9,6 +9,7 @@ from pathlib import Path
 from distill.environment.device import exact_float32, resolve_device
 from distill.environment.errors import RESUME_HINT, UserError, cli_entry
 from distill.recording.writer import BEHAVIOURS, GRAD_DTYPES, RecordConfig, default_recording_path, record
+from teachers.sb3 import TRUST_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,8 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--game", default="Breakout", help="Atari game (default Breakout)")
     p.add_argument("--teacher", default=None,
-                   help="teacher .zip path or game name (default: the shipped teacher for --game); loading a .zip "
-                        "unpickles code from it: only load files you trust")
+                   help="teacher: a game name (the shipped teacher; default: --game's), a stable-baselines3 .zip, "
+                        "an rl-baselines3-zoo run or hub folder, a CleanRL checkpoint, a TorchScript file "
+                        "(--trust-checkpoint); nothing from the file is run by default")
+    p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     p.add_argument("--states", type=int, default=100_000, help="states to record (default 100000)")
     p.add_argument("--projections", type=int, default=1,
                    help="random projections K per state (default 1); 0 records no gradients, ~220x smaller and "
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     exact_float32()  # a GPU recording reproduces a CPU one with the same seed
     teacher = load_teacher(args.teacher if args.teacher is not None else game, game=game,
-                           temperature=args.temperature, device=device)
+                           temperature=args.temperature, device=device, trust_checkpoint=args.trust_checkpoint)
     out = args.out or default_recording_path(game)
     print(f"recording {cfg.states} states of {game} with {teacher.describe()} -> {out}", file=sys.stderr)
     record(cfg, teacher, out, resume=args.resume, force=args.force, device=device)

@@ -56,14 +56,15 @@ def score_ratios(student_modes: dict, teacher_modes: dict, echo: Echo = print) -
 
 def evaluate_teacher(teacher: str | Path | None, game: str | None = None, episodes: int = 30, mode: str = "both",
                      seed: int = 0, envs: int = 4, temperature: float = 0.01, device: torch.device | str = "cpu",
-                     echo: Echo = print) -> tuple[dict, torch.nn.Module]:
+                     echo: Echo = print, trust_checkpoint: bool = False) -> tuple[dict, torch.nn.Module]:
     """Game scores of a teacher (a shipped one by game name, or a checkpoint path); returns the report and the
     loaded teacher."""
     from teachers.load import load_teacher
 
     if teacher is None and game is None:
         raise UserError("say what to evaluate: --teacher GAME_OR_PATH (e.g. --teacher Breakout) or --student RUNDIR")
-    loaded = load_teacher(teacher if teacher is not None else game, game=game, temperature=temperature, device=device)
+    loaded = load_teacher(teacher if teacher is not None else game, game=game, temperature=temperature, device=device,
+                          trust_checkpoint=trust_checkpoint)
     _stderr(f"evaluating {loaded.describe()}")
     report = {"seed": seed, "game": loaded.game, "policy": "teacher", "path": loaded.path, "sha256": loaded.sha256}
     report.update(play_policy(loaded, "teacher", loaded.game, episodes, mode, seed, envs, device, echo))
@@ -74,7 +75,7 @@ def evaluate_student(run: str | Path, checkpoint: str = "latest", episodes: int 
                      seed: int = 0, envs: int = 4, held_out: bool = True, dataset: str | Path | None = None,
                      teacher: str | Path | None = None, with_teacher: bool = True, game: str | None = None,
                      temperature: float = 0.01, device: torch.device | str = "cpu",
-                     echo: Echo = print) -> tuple[dict, torch.nn.Module]:
+                     echo: Echo = print, trust_checkpoint: bool = False) -> tuple[dict, torch.nn.Module]:
     """Evaluate a ``distill-train`` run: held-out action error and KL on its recording (if it still exists, or on
     ``dataset``), game scores over ``episodes`` games per mode (0: none), and the teacher's scores alongside with
     student/teacher ratios. Returns the report and the loaded student."""
@@ -103,7 +104,8 @@ def evaluate_student(run: str | Path, checkpoint: str = "latest", episodes: int 
     if with_teacher and episodes > 0:
         from teachers.load import load_teacher
 
-        loaded = load_teacher(teacher_spec, game=game, temperature=temperature, device=device)
+        loaded = load_teacher(teacher_spec, game=game, temperature=temperature, device=device,
+                              trust_checkpoint=trust_checkpoint)
         distilled_from = info.get("teacher_sha256")
         if distilled_from and loaded.sha256 != distilled_from:
             _stderr(f"warning: the teacher played alongside ({loaded.path}, sha256 {loaded.sha256[:12]}) is not the "

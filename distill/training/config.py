@@ -21,7 +21,10 @@ EXPERIMENTAL_TITLE = "experimental (research settings that no recommended settin
 
 # settings that shape only the gradient term, at the values a KL-only run (alpha 0) is stored with: such a run is the
 # same run whatever they were set to, and stays reusable beside a Sobolev grid with any of them
-GRADIENT_TERM_SETTINGS: dict[str, object] = {"teacher": None, "alpha_schedule": "constant", "alpha_until": 1.0}
+GRADIENT_TERM_SETTINGS: dict[str, object] = {"teacher": None, "trust_checkpoint": False, "alpha_schedule": "constant",
+                                             "alpha_until": 1.0}
+# how a file is read, not what the run computes: never a reason to refuse --resume
+NOT_COMPARED = ("trust_checkpoint",)
 
 
 def option(default, help: str, *, choices: tuple[str, ...] | None = None, experimental: bool = False,
@@ -58,9 +61,11 @@ class TrainConfig:
         "cosine", "distance between the projected gradients g, g* (cosine: 1 - cos(g, g*); relative: "
         "||g-g*||^2 / ||g*||^2; the others as named)", choices=SOBOLEV_DISTANCES)
     teacher: str | None = option(
-        None, "the recording's teacher (.zip or game name): draw fresh random directions every step from it "
-        "instead of the recorded ones (the paper's estimator; slower; alpha 0 ignores it). Loading a .zip "
-        "unpickles code: only name files you trust")
+        None, "the recording's teacher (any --teacher source of distill-record): draw fresh random directions every "
+        "step from it instead of the recorded ones (the paper's estimator; slower; alpha 0 ignores it)")
+    trust_checkpoint: bool = option(
+        False, "load --teacher with stable-baselines3's own loader (or as TorchScript): runs code from the file; "
+        "only for files you trust")
     eval_every: int = option(500, "steps between held-out evaluations")
     test_cap: int = option(5000, "held-out states used at each periodic evaluation (the final one uses all)")
     seed: int = option(0, "initialisation and batch seed")
@@ -124,6 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()
             continue
         target = experimental if f.metadata.get("experimental") else parser
         default = f.default if f.default is not MISSING else None
+        if str(f.type).startswith("bool"):  # a switch, off by default
+            target.add_argument(f"--{_flag(f.name)}", action="store_true", help=f.metadata["help"])
+            continue
         shown = "" if default is None else " (default %(default)s)"
         target.add_argument(f"--{_flag(f.name)}", type=_flag_type(f), default=default,
                             choices=f.metadata.get("choices"), help=f.metadata["help"] + shown)

@@ -58,11 +58,11 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return rate * (step + 1) / warm if step < warm else rate
 
 
-def recording_teacher(spec: str, dataset: str | Path, attrs: dict, device: torch.device):
+def recording_teacher(spec: str, dataset: str | Path, attrs: dict, device: torch.device, trust: bool = False):
     """The teacher that made a recording, loaded to draw fresh directions (refuses any other teacher)."""
     from teachers.load import load_teacher
 
-    teacher = load_teacher(spec, game=str(attrs["game"]), device=device)
+    teacher = load_teacher(spec, game=str(attrs["game"]), device=device, trust_checkpoint=trust)
     if teacher.sha256 != str(attrs["teacher_sha256"]):
         raise UserError(f"--teacher {spec} is not the teacher that made {dataset} (sha256 "
                         f"{teacher.sha256[:12]} vs {str(attrs['teacher_sha256'])[:12]}); pass that teacher's .zip "
@@ -205,7 +205,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     if resume and (run_dir / "latest.pt").exists():
         step, best = load_checkpoint(run_dir / "latest.pt", student, optimizer, gen)
 
-    live = recording_teacher(cfg.teacher, cfg.dataset, attrs, device) if cfg.alpha > 0 and cfg.teacher else None
+    live = recording_teacher(cfg.teacher, cfg.dataset, attrs, device, cfg.trust_checkpoint) if cfg.alpha > 0 and cfg.teacher else None
     data = TrainingData(Path(cfg.dataset), split.train_rows, device, with_gradients=cfg.alpha > 0 and live is None)
     capped_obs, capped_logits = _capped_test_set(cfg, split, device)
     run_dir.mkdir(parents=True, exist_ok=True)

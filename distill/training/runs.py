@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from distill.environment.errors import UserError
-from distill.training.config import GRADIENT_TERM_SETTINGS, TrainConfig
+from distill.training.config import GRADIENT_TERM_SETTINGS, NOT_COMPARED, TrainConfig
 from distill.training.students import make_student
 
 METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "test_action_error", "test_kl",
@@ -26,7 +26,8 @@ METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "
 
 # settings added to TrainConfig after runs were published, at the value those older runs were made with
 SETTINGS_ADDED_LATER: dict[str, object] = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0,
-                                           "life_loss_window": 16, "alpha_schedule": "constant", "alpha_until": 1.0}
+                                           "life_loss_window": 16, "alpha_schedule": "constant", "alpha_until": 1.0,
+                                           "trust_checkpoint": False}
 
 
 def read_run_config(config_json: Path) -> dict:
@@ -44,6 +45,7 @@ def config_differences(config_json: Path, cfg: TrainConfig, ignore: tuple[str, .
     or a published copy) differs from ``cfg``, so that runs made with other settings are neither resumed nor
     reused as if they were the same."""
     stored = read_run_config(config_json)["config"]
+    ignore = (*ignore, *NOT_COMPARED)
     if cfg.alpha == 0:  # a KL-only run has no gradient term: older ones may have stored a teacher with it
         ignore = (*ignore, *GRADIENT_TERM_SETTINGS)
     diffs = {k: stored.get(k) for k, v in asdict(cfg).items()
