@@ -13,6 +13,7 @@ and allows TorchScript files, whose forward pass is a program stored in the file
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def resolve_teacher_path(spec: str | Path | None, game: str) -> Path:
     if spec is None:
         return shipped_teacher_path(game)
     text = str(spec)
+    if text.startswith("module:"):
+        raise UserError(f"the teacher was a Python module ({text}), not a file: pass it with --teacher PATH to a "
+                        "checkpoint of it, or load it in Python with Teacher.from_module")
     if "." not in Path(text).name and "/" not in text and not Path(text).exists():
         return shipped_teacher_path(text)
     path = Path(text)
@@ -95,7 +99,9 @@ def _read_source(path: Path, trust: bool) -> tuple[torch.nn.Module, str, str, in
             raise UserError(f"{path} is a TorchScript program: its forward pass is code stored in the file; pass "
                             f"{sb3.TRUST_FLAG} (API: trust_checkpoint=True) if you trust it")
         try:
-            net = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; its files still load
+                warnings.simplefilter("ignore", DeprecationWarning)
+                net = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise UserError(f"cannot read {path} as TorchScript ({type(exc).__name__}); the file is damaged") from None
         return net.eval(), "torchscript", "logits", -1, 1.0, path, None, []

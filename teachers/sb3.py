@@ -199,8 +199,11 @@ def read_trusting(path: Path) -> tuple[nn.Module, str, tuple[int, ...], int | No
     obs_space, act_space = data.get("observation_space"), data.get("action_space")
     shape, n = tuple(getattr(obs_space, "shape", ()) or ()), getattr(act_space, "n", None)
     check_spaces(path, shape, n)
-    policy = data["policy_class"](observation_space=obs_space, action_space=act_space, lr_schedule=lambda _: 0.0,
-                                  **dict(data.get("policy_kwargs") or {}))
+    try:
+        policy = data["policy_class"](observation_space=obs_space, action_space=act_space,
+                                      lr_schedule=lambda _: 0.0, **dict(data.get("policy_kwargs") or {}))
+    except Exception as exc:  # whatever the file's pickles built, it did not build a policy
+        raise UserError(f"{path}: the policy stored in the file cannot be built ({type(exc).__name__}: {exc})") from None
     load_state_strictly(policy, params["policy"], str(path))
     kind = _kind_of(policy)
     return policy, kind, shape, int(n), bool(getattr(policy, "normalize_images", True))

@@ -89,10 +89,24 @@ def save_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim
     tmp.replace(path)
 
 
+def read_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict:
+    """A student checkpoint's contents, read with ``weights_only=True``: tensors, numbers and containers only, so
+    that a checkpoint someone else made can never run code. Checkpoints of every earlier version hold only those."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # damaged, truncated, or holding objects that only unpickling would build
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise UserError(f"cannot read the student checkpoint {path} safely ({type(exc).__name__}: {first}); it is "
+                        "damaged or was not written by distill-train: train the run again") from None
+    if not isinstance(state, dict) or not {"model", "step"} <= set(state):
+        raise UserError(f"{path} is not a distill-train checkpoint (no model and step inside); train the run again")
+    return state
+
+
 def load_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     generator: torch.Generator) -> tuple[int, float]:
     """Restore a run's state from ``path``; returns its step and best capped test KL."""
-    state = torch.load(path, map_location="cpu", weights_only=False)  # load_state_dict moves it to the device
+    state = read_checkpoint(path)  # load_state_dict moves it to the device
     student.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["rng"]["batch"])  # the batch generator lives on the CPU, whatever the device
@@ -137,7 +151,7 @@ def load_student(run_dir: str | Path, which: str = "latest",
                         "train one with `distill-train`")
     info = read_run_config(config_path)
     student = make_student(info["config"]["student"], int(info["n_actions"]))
-    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = read_checkpoint(checkpoint, device)
     student.load_state_dict(state["model"])
     student.to(device).eval()
     for p in student.parameters():

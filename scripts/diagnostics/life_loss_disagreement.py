@@ -11,7 +11,7 @@ points; the teacher-controlled row tells whether those moments are simply hard f
 
     python scripts/diagnostics/life_loss_disagreement.py data/figure4/breakout-t5.75M-cos8k/runs/f0.1-a1-s0 --episodes 12
 
-Loading the teacher unpickles its .zip: only name teachers you trust.
+Teachers load through the safe path (nothing from the file is run; docs/usage.md, "Bring your own teacher").
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ not show is distribution shift, not a worse fit.
 
     python scripts/diagnostics/on_policy_gap.py data/figure4/breakout-t5.75M-cos8k/runs/f0.1-a1-s0 --episodes 12 --mode sample
 
-Loading the teacher unpickles its .zip: only name teachers you trust.
+Teachers load through the safe path (nothing from the file is run; docs/usage.md, "Bring your own teacher").
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ student's lower score means its errors fall on the states that decide the game.
     python scripts/diagnostics/teacher_perturbation.py --dataset data/recordings/breakout-100k-t5.75M-s0.h5 \\
         --match-kl 0.037 --match-entropy 0.94 --episodes 30
 
-Loading the teacher unpickles its .zip: only name teachers you trust.
+Teachers load through the safe path (nothing from the file is run; docs/usage.md, "Bring your own teacher").
 """
 
 from __future__ import annotations
