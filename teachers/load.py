@@ -54,6 +54,11 @@ def read_meta(zip_path: str | Path) -> dict:
         return json.loads(archive.read(META_NAME))
 
 
+def _names_a_game(text: str) -> bool:
+    """A bare name such as ``Breakout`` (no suffix, no folder, no such file) stands for a shipped teacher."""
+    return "." not in Path(text).name and "/" not in text and not Path(text).exists()
+
+
 def resolve_teacher_path(spec: str | Path | None, game: str) -> Path:
     """``None`` or a game name -> the shipped teacher; anything else is a path that must exist."""
     if spec is None:
@@ -62,7 +67,7 @@ def resolve_teacher_path(spec: str | Path | None, game: str) -> Path:
     if text.startswith("module:"):
         raise UserError(f"the teacher was a Python module ({text}), not a file: pass it with --teacher PATH to a "
                         "checkpoint of it, or load it in Python with Teacher.from_module")
-    if "." not in Path(text).name and "/" not in text and not Path(text).exists():
+    if _names_a_game(text):
         return shipped_teacher_path(text)
     path = Path(text)
     if not path.exists():
@@ -129,8 +134,7 @@ def load_teacher(spec: str | Path | None, game: str | None = None, temperature: 
     ``trust_checkpoint`` runs code from the file (SB3's unpickling loader; TorchScript); leave it off for files
     you did not make.
     """
-    if game is None and spec is not None and "." not in Path(str(spec)).name and "/" not in str(spec) \
-            and not Path(str(spec)).exists():
+    if game is None and spec is not None and _names_a_game(str(spec)):
         game = str(spec)
     path = resolve_teacher_path(spec, game or "")
     if temperature <= 0:
