@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from distill.environment import atari
-from distill.recording.schema import open_recording
+from distill.recording.schema import has_checksums, open_recording
 from distill.environment.errors import UserError
 from distill.recording.schema import LIVES_MEANING
 
@@ -136,7 +136,8 @@ def write_lives(path: str | Path, lives: np.ndarray, force: bool = False) -> Non
         with h5py.File(path, "a", libver="latest") as f:
             if present:
                 del f[LIVES_DATASET]
-            ds = f.create_dataset(LIVES_DATASET, data=np.asarray(lives, dtype=np.int16), maxshape=(None,), chunks=(4096,))
+            ds = f.create_dataset(LIVES_DATASET, data=np.asarray(lives, dtype=np.int16), maxshape=(None,),
+                                  chunks=(4096,), fletcher32=has_checksums(f.attrs))
             ds.attrs["meaning"] = LIVES_MEANING
     except OSError as exc:
         raise UserError(f"cannot write to {path} ({exc}); is it read-only or open in another program?") from None

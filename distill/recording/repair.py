@@ -62,9 +62,26 @@ def _superblock(raw: bytes) -> tuple[int, int]:
 
 
 def superblock_checksum_ok(path: str | Path) -> bool:
-    raw = Path(path).read_bytes()[:64]
+    with open(path, "rb") as handle:
+        raw = handle.read(64)
     _, size = _superblock(raw)
     return lookup3(raw[:size]) == int.from_bytes(raw[size:size + 4], "little")
+
+
+def stored_end_of_file(path: str | Path) -> int | None:
+    """The end-of-file address a v2/v3 superblock records (None for other files): a file shorter than it was cut.
+
+    A SWMR writer killed before closing leaves it *below* the real size, never above, so ``size < stored`` means
+    the file lost its tail (a copy or download that stopped early)."""
+    with open(path, "rb") as handle:
+        raw = handle.read(64)
+    try:
+        _superblock(raw)
+    except ValueError:
+        return None
+    offsets = raw[9]
+    eof_at = 12 + 2 * offsets
+    return int.from_bytes(raw[eof_at:eof_at + offsets], "little")
 
 
 def clear_consistency_flags(path: str | Path) -> bool:

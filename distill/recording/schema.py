@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import TracebackType
 
 import h5py
 import numpy as np
 
 from distill.environment.errors import UserError
+from distill.recording.repair import stored_end_of_file, superblock_checksum_ok
 
 try:
     import hdf5plugin  # noqa: F401  (registers the zstd/lz4/blosc filters for reading)
@@ -22,6 +24,116 @@ BUILTIN_CODECS = ("gzip", "lzf", "none")  # need no hdf5plugin to write or read
 
 REQUIRED = ("obs", "logits", "actions", "episode", "committed", "episodes")
 GRADIENTS = ("proj_dirs", "proj_grads")  # absent from gradient-free recordings (--projections 0) only
+# the per-state datasets, in file order; "lives" is absent from recordings made before it was stored
+PER_STATE = ("obs", "logits", "actions", "episode", "proj_dirs", "proj_grads", "lives")
+CHECKSUM = "fletcher32"  # the value of the `checksums` attribute of recordings whose chunks carry checksums
+DAMAGED_FIX = "record it again (distill-record), or restore it from a copy"
+
+
+def has_checksums(attrs) -> bool:
+    """Whether a recording's chunked datasets carry HDF5 Fletcher-32 checksums (recordings made before they were
+    written do not: damage to their data cannot be detected, only its consequences)."""
+    return str(attrs.get("checksums", "")) == CHECKSUM
+
+
+def _raised_by_h5py(exc: BaseException) -> bool:
+    """Whether an exception comes from inside h5py (a read of damaged data or metadata), not from our own code."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    return last is not None and "h5py" in Path(last).parts  # h5py/_selector.pyx, .../site-packages/h5py/...
+
+
+def damaged_error(path: str | Path, exc: BaseException, where: str = "") -> UserError:
+    """The one-line error for a recording that HDF5 cannot read: names the file, what failed and the way out."""
+    text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    if "letcher" in text or "filter returned failure" in text:
+        cause = "a stored chunk fails its checksum or cannot be decompressed (its bytes changed on disk)"
+    else:
+        cause = f"HDF5: {text}"
+    return UserError(f"{path} is damaged{f' ({where})' if where else ''}: {cause}; {DAMAGED_FIX}")
+
+
+class RecordingFile(h5py.File):
+    """An h5py file whose reads of damaged data end its ``with`` block in a one-line :class:`UserError` (naming
+    the file) instead of an h5py traceback. Errors of the caller's own code pass through unchanged."""
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            super().__exit__(exc_type, exc, tb)
+        except Exception:  # closing a damaged file can fail too: the first error is the one to report
+            pass
+        if exc is not None and isinstance(exc, (OSError, RuntimeError, KeyError, ValueError)) and _raised_by_h5py(exc):
+            raise damaged_error(self._path, exc) from None
+
+
+def first_damaged_rows(dataset: h5py.Dataset, lo: int = 0, hi: int | None = None) -> tuple[int, int] | None:
+    """The first chunk-aligned row range in ``[lo, hi)`` of ``dataset`` that cannot be read (checksum or codec
+    failure), or None: run only after a read has failed, to say where."""
+    hi = dataset.shape[0] if hi is None else hi
+    step = dataset.chunks[0] if dataset.chunks else max(hi - lo, 1)
+    start = lo - lo % step
+    while start < hi:
+        end = min(start + step, dataset.shape[0])
+        try:
+            dataset[start:end]
+        except (OSError, RuntimeError, ValueError):
+            return max(start, lo), min(end, hi)
+        start = end
+    return None
+
+
+def read_range(dataset: h5py.Dataset, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """``dataset[lo:hi]``, or a one-line error naming the file, the dataset and the first damaged rows."""
+    try:
+        return dataset[lo:hi]
+    except (OSError, RuntimeError, ValueError) as exc:
+        if not _raised_by_h5py(exc):
+            raise
+        raise dataset_damaged(dataset, exc, lo, dataset.shape[0] if hi is None else hi) from None
+
+
+def dataset_damaged(dataset: h5py.Dataset, exc: BaseException, lo: int, hi: int) -> UserError:
+    """The error for a failed read of rows ``[lo, hi)`` of ``dataset``, with the first damaged row range located."""
+    try:
+        bad = first_damaged_rows(dataset, lo, hi)
+    except Exception:  # noqa: BLE001 -- locating the damage is a courtesy; the error below is what matters
+        bad = None
+    where = dataset.name.lstrip("/") + (f", rows {bad[0]}-{bad[1] - 1}" if bad else "")
+    return damaged_error(dataset.file.filename, exc, where)
+
+
+def require_finite(path: str | Path, name: str, values: np.ndarray, rows: np.ndarray | None = None) -> None:
+    """Refuse non-finite recorded values (NaN or infinity) with a one-line error naming the dataset and rows:
+    training on them would end in a NaN loss far from the cause."""
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1) if len(values) else np.zeros(0, bool)
+    if bad.any():
+        where = np.flatnonzero(bad)
+        named = (rows[where] if rows is not None else where)[:5]
+        more = f" and {int(bad.sum()) - len(named)} more" if bad.sum() > len(named) else ""
+        raise UserError(f"{path}: {name} holds non-finite values (NaN or infinity) at row(s) "
+                        f"{', '.join(str(int(r)) for r in named)}{more}; the file is damaged: {DAMAGED_FIX}")
+
+
+def open_for_reading(path: str | Path, cls: type[h5py.File] = h5py.File) -> h5py.File:
+    """Open an HDF5 file read-only: as a plain reader first, and as a SWMR reader only when a writer has it open
+    (or was killed with it open). A SWMR reader retries failed metadata reads for minutes, so a damaged file must
+    fail in the plain reader first, and a SWMR reader is used only on a file whose superblock is intact."""
+    try:
+        return cls(path, "r", libver="latest")
+    except OSError as exc:
+        if "already open for write" not in str(exc) and "lock" not in str(exc).lower():
+            raise
+    try:
+        intact = superblock_checksum_ok(path)
+    except ValueError:
+        intact = False
+    if not intact:
+        raise OSError("its superblock fails its checksum")
+    return cls(path, "r", libver="latest", swmr=True)
 
 
 def has_gradients(attrs) -> bool:
@@ -41,29 +153,46 @@ def open_recording(path: str | Path, require_complete: bool = True) -> h5py.File
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recording {path} not found; make one with `distill-record --game GAME`")
+    size, stored_size = path.stat().st_size, stored_end_of_file(path)
+    if stored_size is not None and size < stored_size:
+        raise UserError(f"{path} is truncated ({size} of {stored_size} bytes): a copy or download stopped early: "
+                        "copy it again, or record it again (distill-record)")
     try:
-        f = h5py.File(path, "r", libver="latest", swmr=True)
-    except OSError as exc:
-        raise UserError(f"{path} is not a readable HDF5 file ({exc}); it may be corrupt: record it again") from None
+        f = open_for_reading(path, RecordingFile)
+        f._path = path
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a readable HDF5 file ({size} bytes; {first}): it is damaged, truncated or "
+                        f"not a recording: {DAMAGED_FIX}") from None
+    try:
+        return _checked(f, path, require_complete)
+    except UserError:
+        f.close()
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:  # damaged metadata: attributes, the episode table
+        f.close()
+        if not _raised_by_h5py(exc):
+            raise
+        raise damaged_error(path, exc) from None
+
+
+def _checked(f: h5py.File, path: Path, require_complete: bool) -> h5py.File:
+    """``f`` if it is a recording this version reads (closing it is the caller's business on error)."""
     missing = [name for name in REQUIRED if name not in f]
     if "projections" in f.attrs and has_gradients(f.attrs):
         missing += [name for name in GRADIENTS if name not in f]
     if missing or "schema_version" not in f.attrs:
-        f.close()
         raise UserError(f"{path} is not a sobolev-distill recording (missing {', '.join(missing) or 'attributes'})")
     if int(f.attrs["schema_version"]) != SCHEMA_VERSION:
         version = int(f.attrs["schema_version"])
-        f.close()
         raise UserError(f"{path} has schema version {version}; this version of the toolkit reads {SCHEMA_VERSION}")
     codec = str(f.attrs.get("codec", "zstd"))
     if hdf5plugin is None and codec not in BUILTIN_CODECS:
-        f.close()
         raise UserError(f"{path} is compressed with {codec}, which needs the hdf5plugin package: "
                         "`pip install hdf5plugin`")
     if require_complete and not bool(f.attrs.get("complete", False)):
         n = int(f["committed"][0])
         target = int(f.attrs.get("target_states", 0))
-        f.close()
         raise UserError(f"{path} is incomplete ({n} of {target} states); finish it with `distill-record --resume "
                         f"--out {path} --states {target}` (same settings), or use a complete recording")
     return f
@@ -80,6 +209,7 @@ def summary(path: str | Path) -> dict:
     with open_recording(path, require_complete=False) as f:
         n = int(f["committed"][0])
         eps = episode_table(f)
+        checksums = has_checksums(f.attrs)
         per_state = [k for k in ("obs", "logits", "actions", "episode", *GRADIENTS) if k in f]
         raw = sum(int(np.prod(f[k].shape)) * f[k].dtype.itemsize for k in per_state)
         compressed = [k for k in ("obs", "proj_grads") if k in f]
@@ -93,6 +223,7 @@ def summary(path: str | Path) -> dict:
             "mean_score_complete_episodes": float(eps["return"][done].mean()) if done.any() else None,
             "projections": int(f.attrs["projections"]), "grad_dtype": str(f.attrs["grad_dtype"]),
             "behaviour": str(f.attrs["behaviour"]), "codec": str(f.attrs["codec"]), "lives_stored": "lives" in f,
+            "checksums": CHECKSUM if checksums else None,
             "file_bytes": os.path.getsize(path), "bytes_per_state": os.path.getsize(path) / max(n, 1),
             "raw_bytes": raw,
             "compression_obs": raw_parts["obs"] / max(stored["obs"], 1),

@@ -31,7 +31,8 @@ from distill._version import __version__
 from distill.environment import atari
 from distill.environment.errors import UserError
 from distill.recording.repair import clear_consistency_flags
-from distill.recording.schema import EPISODE_FIELDS, LIVES_MEANING, SCHEMA_VERSION
+from distill.recording.schema import (CHECKSUM, EPISODE_FIELDS, LIVES_MEANING, PER_STATE, SCHEMA_VERSION,
+                                      open_for_reading)
 from distill.sobolev import input_gradients, random_unit_vectors
 
 GRAD_DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -139,29 +140,33 @@ def teacher_step(teacher: torch.nn.Module, obs: np.ndarray, k: int, generator: t
 # file layout
 # ---------------------------------------------------------------------------------------------
 def _create_file(path: Path, cfg: RecordConfig, n_actions: int, teacher_path: str, teacher_sha: str) -> None:
-    comp = compression(cfg.codec)
+    # every chunked dataset carries a Fletcher-32 checksum of each stored chunk (h5py puts the filter after the
+    # compressor, so the checksum covers the bytes on disk and is checked before anything is decompressed)
+    comp = {**compression(cfg.codec), "fletcher32": True}
+    sums = {"fletcher32": True}
     k = cfg.projections
     with h5py.File(path, "w", libver="latest") as f:
         f.create_dataset("obs", (0, *atari.OBS_SHAPE), np.uint8, maxshape=(None, *atari.OBS_SHAPE),
                          chunks=(CHUNK_STATES, *atari.OBS_SHAPE), **comp)
         f.create_dataset("logits", (0, n_actions), np.float32, maxshape=(None, n_actions),
-                         chunks=(1024, n_actions))
-        f.create_dataset("actions", (0,), np.int64, maxshape=(None,), chunks=(4096,))
-        f.create_dataset("episode", (0,), np.int32, maxshape=(None,), chunks=(4096,))
+                         chunks=(1024, n_actions), **sums)
+        f.create_dataset("actions", (0,), np.int64, maxshape=(None,), chunks=(4096,), **sums)
+        f.create_dataset("episode", (0,), np.int32, maxshape=(None,), chunks=(4096,), **sums)
         if k > 0:  # a gradient-free recording (K = 0) has neither (HDF5 chunks cannot have a zero-sized axis)
             f.create_dataset("proj_dirs", (0, k, n_actions), np.float32, maxshape=(None, k, n_actions),
-                             chunks=(1024, k, n_actions))
+                             chunks=(1024, k, n_actions), **sums)
             f.create_dataset("proj_grads", (0, k, *atari.OBS_SHAPE), GRAD_DTYPES[cfg.grad_dtype],
                              maxshape=(None, k, *atari.OBS_SHAPE),
                              chunks=(max(1, CHUNK_STATES // k), k, *atari.OBS_SHAPE), **comp)
-        lives = f.create_dataset("lives", (0,), np.int16, maxshape=(None,), chunks=(4096,))
+        lives = f.create_dataset("lives", (0,), np.int16, maxshape=(None,), chunks=(4096,), **sums)
         lives.attrs["meaning"] = LIVES_MEANING
         f.create_dataset("committed", data=np.zeros(1, np.int64))
         f.create_dataset("n_episodes", data=np.zeros(1, np.int64))
         eps = f.create_group("episodes")
         for name, dtype in zip(EPISODE_FIELDS, (np.int64, np.int64, np.float64, np.bool_)):
-            eps.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(1024,))
+            eps.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(1024,), **sums)
         f.attrs.update({
+            "checksums": CHECKSUM,
             "schema_version": SCHEMA_VERSION, "game": cfg.game, "env_id": atari.env_id(cfg.game),
             "env_settings": str(atari.env_settings(training=False)), "n_actions": n_actions,
             "teacher_path": teacher_path, "teacher_sha256": teacher_sha, "projections": k,
@@ -173,12 +178,8 @@ def _create_file(path: Path, cfg: RecordConfig, n_actions: int, teacher_path: st
 
 
 def read_committed(path: Path) -> int:
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+    with open_for_reading(path) as f:
         return int(f["committed"][0])
-
-
-# "lives" is absent from recordings made before it was stored, the two proj_* from gradient-free ones (K = 0)
-PER_STATE = ("obs", "logits", "actions", "episode", "proj_dirs", "proj_grads", "lives")
 
 
 class _Writer:
@@ -223,7 +224,7 @@ class _Writer:
 
 def _check_resume(path: Path, cfg: RecordConfig, teacher_sha: str) -> dict:
     try:
-        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        with open_for_reading(path) as f:
             attrs = dict(f.attrs)
     except OSError as exc:
         raise UserError(f"cannot resume {path}: not a readable HDF5 recording ({exc}); pass --force to start over") from None
@@ -241,7 +242,14 @@ def _check_resume(path: Path, cfg: RecordConfig, teacher_sha: str) -> dict:
 
 def _truncate_to_committed(path: Path) -> tuple[int, dict[str, np.ndarray]]:
     """Drop rows written after the last commit (a crash between write and commit)."""
-    clear_consistency_flags(path)  # a killed SWMR writer leaves the file marked as open
+    try:
+        clear_consistency_flags(path)  # a killed SWMR writer leaves the file marked as open
+        return _truncate(path)
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise UserError(f"cannot resume {path}: it is damaged ({exc}); record it again with --force") from None
+
+
+def _truncate(path: Path) -> tuple[int, dict[str, np.ndarray]]:
     with h5py.File(path, "a", libver="latest") as f:
         n = int(f["committed"][0])
         for key in (k for k in PER_STATE if k in f):
@@ -282,8 +290,10 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
         resumes, stored = _truncate_to_committed(out)
         episodes = {name: list(stored[name]) for name in EPISODE_FIELDS}
     else:
-        try:
-            _create_file(out, cfg, n_actions, teacher.path, teacher.sha256)
+        try:  # made whole under another name, then renamed: a kill never leaves half a file at --out
+            partial = out.with_name(out.name + ".creating")
+            _create_file(partial, cfg, n_actions, teacher.path, teacher.sha256)
+            partial.replace(out)
         except OSError as exc:
             raise UserError(f"cannot write {out}: {exc}; choose a writable --out") from None
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.recording.schema import episode_table, has_gradients, no_gradients_error, open_recording
+from distill.recording.schema import (dataset_damaged, episode_table, has_gradients, no_gradients_error, open_recording,
+                                      read_range, require_finite)
 from distill.environment.errors import UserError
 
 
@@ -63,10 +64,16 @@ class TrainingData:
         with open_recording(path) as f:
             if with_gradients and not has_gradients(f.attrs):
                 raise no_gradients_error(path, f.attrs)
-            self.obs = torch.from_numpy(read_rows(f["obs"], rows)).to(device)
-            self.logits = torch.from_numpy(f["logits"][:][rows]).to(device)
-            self.dirs = torch.from_numpy(f["proj_dirs"][:][rows]).to(device) if with_gradients else None
-            self.grads = torch.from_numpy(read_rows(f["proj_grads"], rows)).to(device) if with_gradients else None
+            arrays = {"obs": read_rows(f["obs"], rows), "logits": read_range(f["logits"])[rows]}
+            if with_gradients:
+                arrays |= {"proj_dirs": read_range(f["proj_dirs"])[rows], "proj_grads": read_rows(f["proj_grads"], rows)}
+        for name in ("logits", "proj_dirs", "proj_grads"):  # a NaN here would surface as a NaN loss, far from its cause
+            if name in arrays:
+                require_finite(path, name, arrays[name], rows)
+        self.obs = torch.from_numpy(arrays["obs"]).to(device)
+        self.logits = torch.from_numpy(arrays["logits"]).to(device)
+        self.dirs = torch.from_numpy(arrays["proj_dirs"]).to(device) if with_gradients else None
+        self.grads = torch.from_numpy(arrays["proj_grads"]).to(device) if with_gradients else None
         self.n = len(rows)
         self.device = device
 
@@ -78,7 +85,8 @@ class TrainingData:
 
 
 def read_rows(dataset, rows: np.ndarray, block: int = 4096) -> np.ndarray:
-    """Read sorted rows of a chunked dataset in contiguous blocks (much faster than fancy indexing)."""
+    """Read sorted rows of a chunked dataset in contiguous blocks (much faster than fancy indexing); a damaged block
+    is a one-line error naming the file, the dataset and the first damaged rows."""
     out = np.empty((len(rows), *dataset.shape[1:]), dtype=dataset.dtype)
     if len(rows) == 0:
         return out
@@ -88,7 +96,10 @@ def read_rows(dataset, rows: np.ndarray, block: int = 4096) -> np.ndarray:
         lo = rows[start]
         end = np.searchsorted(rows, lo + block, side="left")
         hi = rows[end - 1] + 1
-        chunk = dataset[lo:hi]
+        try:
+            chunk = dataset[lo:hi]
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise dataset_damaged(dataset, exc, int(lo), int(hi)) from None
         out[pos:pos + end - start] = chunk[rows[start:end] - lo]
         pos += end - start
         start = end
@@ -102,10 +113,12 @@ def heldout_blocks(path: Path, rows: np.ndarray, device: torch.device, block: in
         for start in range(0, len(rows), block):
             part = rows[start:start + block]
             obs = torch.from_numpy(read_rows(f["obs"], part)).to(device)
-            yield obs, torch.from_numpy(f["logits"][part[0]:part[-1] + 1][part - part[0]]).to(device)
+            logits = read_range(f["logits"], int(part[0]), int(part[-1]) + 1)[part - part[0]]
+            require_finite(path, "logits", logits, part)
+            yield obs, torch.from_numpy(logits).to(device)
 
 
 def recording_episodes(path: Path) -> tuple[np.ndarray, dict]:
     """The per-state episode ids and attributes of a complete recording."""
     with open_recording(path) as f:
-        return f["episode"][:], dict(f.attrs) | {"n_states": int(f["committed"][0]), "episodes": episode_table(f)}
+        return read_range(f["episode"]), dict(f.attrs) | {"n_states": int(f["committed"][0]), "episodes": episode_table(f)}

@@ -22,7 +22,7 @@ from distill._version import __version__
 from distill.environment.device import cpu_model
 from distill.environment.errors import UserError
 from distill.recording.lives import before_life_loss, read_lives
-from distill.recording.schema import has_gradients, no_gradients_error, open_recording
+from distill.recording.schema import has_gradients, no_gradients_error, open_recording, read_range, require_finite
 from distill.sobolev import input_gradients, random_unit_vectors
 from distill.training.config import TrainConfig
 from distill.training.data import Split, TrainingData, read_rows, recording_episodes, split_by_episodes
@@ -108,13 +108,14 @@ def _capped_test_set(cfg: TrainConfig, split: Split, device: torch.device) -> tu
     rows = np.sort(np.random.default_rng(cfg.split_seed).choice(
         split.test_rows, min(cfg.test_cap, len(split.test_rows)), replace=False))
     with open_recording(cfg.dataset) as f:
-        return (torch.from_numpy(read_rows(f["obs"], rows)).to(device),
-                torch.from_numpy(f["logits"][:][rows]).to(device))
+        obs, logits = read_rows(f["obs"], rows), read_range(f["logits"])[rows]
+    require_finite(cfg.dataset, "logits", logits, rows)
+    return torch.from_numpy(obs).to(device), torch.from_numpy(logits).to(device)
 
 
 def _write_config(run_dir: Path, cfg: TrainConfig, attrs: dict, split: Split, student: torch.nn.Module,
                   live: bool, weights: torch.Tensor | None, device: torch.device) -> None:
-    (run_dir / "config.json").write_text(json.dumps({
+    text = json.dumps({
         "config": asdict(cfg), "n_actions": int(attrs["n_actions"]), "student_parameters": count_parameters(student),
         "train_states": int(len(split.train_rows)), "test_states": int(len(split.test_rows)),
         "train_episodes": int(len(split.train_episodes)), "test_episodes": int(len(split.test_episodes)),
@@ -126,7 +127,10 @@ def _write_config(run_dir: Path, cfg: TrainConfig, attrs: dict, split: Split, st
         # float sums on the CPU depend on the CPU and the thread count: reruns are bit-identical only where they match
         "device": str(device), "torch_threads": torch.get_num_threads(), "cpu_model": cpu_model(),
         "torch_version": torch.__version__, "package_version": __version__,
-        "command": " ".join(sys.argv)}, indent=2))
+        "command": " ".join(sys.argv)}, indent=2)
+    tmp = run_dir / "config.json.tmp"  # written whole, then renamed: a kill never leaves half a config
+    tmp.write_text(text)
+    tmp.replace(run_dir / "config.json")
 
 
 @dataclass
@@ -216,36 +220,63 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
 
     running = _Running()
     student.train()
-    while step < cfg.steps:
-        if weights is None:
-            idx = torch.randint(data.n, (cfg.batch_size,), generator=gen).to(device)
-        else:
-            idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).to(device)
-        obs, teacher_logits, dirs, grads = data.batch(idx)
-        if live is not None:  # as many fresh directions per state as the recording holds (one if it holds none)
-            dirs, grads = live_projections(live, obs, int(attrs["n_actions"]), max(1, int(attrs["projections"])), gen)
-        out = distillation_loss(student, obs, teacher_logits, sobolev_weight(cfg, step), dirs, grads, cfg.kl,
-                                cfg.distance)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        optimizer.zero_grad(set_to_none=True)
-        out.total.backward()
-        optimizer.step()
-        step += 1
-        running.add(out)
-        bar.update(1)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            metrics = evaluate_loaded(student, capped_obs, capped_logits)
-            logger.log(step, running, metrics)
-            running = _Running()
-            if metrics["test_kl"] < best:
-                best = metrics["test_kl"]
-                save_checkpoint(run_dir / "best.pt", student, optimizer, step, best, gen)
-            save_checkpoint(run_dir / "latest.pt", student, optimizer, step, best, gen)
-    logger.close()
+    last_saved = step
+    try:
+        while step < cfg.steps:
+            if weights is None:
+                idx = torch.randint(data.n, (cfg.batch_size,), generator=gen).to(device)
+            else:
+                idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).to(device)
+            obs, teacher_logits, dirs, grads = data.batch(idx)
+            if live is not None:  # as many fresh directions per state as the recording holds (one if it holds none)
+                dirs, grads = live_projections(live, obs, int(attrs["n_actions"]), max(1, int(attrs["projections"])),
+                                               gen)
+            out = distillation_loss(student, obs, teacher_logits, sobolev_weight(cfg, step), dirs, grads, cfg.kl,
+                                    cfg.distance)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            optimizer.zero_grad(set_to_none=True)
+            out.total.backward()
+            optimizer.step()
+            step += 1
+            running.add(out)
+            bar.update(1)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                metrics = evaluate_loaded(student, capped_obs, capped_logits)
+                # checked here, not at every step (which would stall a GPU): a NaN anywhere since the last checkpoint
+                # shows in the summed losses or the evaluation, and stops the run before a checkpoint takes it in
+                if not all_finite({**running.means(), **metrics}):
+                    raise diverged(run_dir, step, last_saved, {**running.means(), **metrics})
+                logger.log(step, running, metrics)
+                running = _Running()
+                if metrics["test_kl"] < best:
+                    best = metrics["test_kl"]
+                    save_checkpoint(run_dir / "best.pt", student, optimizer, step, best, gen)
+                save_checkpoint(run_dir / "latest.pt", student, optimizer, step, best, gen)
+                last_saved = step
+    finally:
+        logger.close()
 
     final = evaluate_states(student, Path(cfg.dataset), split.test_rows, device)  # the whole held-out set
+    if not all_finite(final):
+        raise diverged(run_dir, step, last_saved, final)
     final.update({"step": step, "alpha": cfg.alpha, "fraction": cfg.fraction, "seed": cfg.seed,
                   "student": cfg.student, "best_capped_test_kl": best})
-    (run_dir / "metrics.json").write_text(json.dumps(final, indent=2))
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(final, indent=2, allow_nan=False))  # NaN or Infinity can never read as a success
+    tmp.replace(run_dir / "metrics.json")
     return final
+
+
+def all_finite(values: dict) -> bool:
+    return all(math.isfinite(v) for v in values.values() if isinstance(v, float))
+
+
+def diverged(run_dir: Path, step: int, last_saved: int, values: dict) -> UserError:
+    """The one-line stop for a non-finite loss or metric: what happened, what is kept, the way on."""
+    bad = ", ".join(k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v))
+    kept = (f"the last good checkpoint {run_dir / 'latest.pt'} (step {last_saved}) is kept" if last_saved
+            else "no checkpoint had been written yet")
+    return UserError(f"training diverged: {bad} became non-finite (NaN or infinity) between steps {last_saved} and "
+                     f"{step}; {kept}: if the data was at fault, repair it and rerun with --resume; if the settings "
+                     "were (e.g. too high an --lr), start a new run with other ones")

@@ -119,8 +119,7 @@ def start_metrics_log(run_dir: Path, step: int) -> float:
     path = run_dir / "metrics.csv"
     kept = []
     if step > 0 and path.exists():
-        with path.open() as handle:
-            kept = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
+        kept = [r for r in _read_metric_rows(path) if int(r["step"]) <= step]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, METRIC_FIELDS)
         writer.writeheader()
@@ -134,10 +133,23 @@ def append_metrics(run_dir: Path, row: dict) -> None:
         csv.DictWriter(handle, METRIC_FIELDS).writerow(row)
 
 
+def _read_metric_rows(path: Path) -> list[dict]:
+    """The rows of a metrics.csv, or a one-line error for a damaged one."""
+    try:
+        with path.open() as handle:
+            rows = list(csv.DictReader(handle))
+        for r in rows:  # every cell must parse: a damaged row fails here, not deep inside a caller
+            int(r["step"])
+            [float(v) for v in r.values() if v not in ("", None)]
+        return rows
+    except (OSError, ValueError, KeyError, TypeError, csv.Error) as exc:
+        raise UserError(f"{path} is damaged ({type(exc).__name__}: {exc}); train the run again "
+                        "(or delete metrics.csv: --resume then starts its log afresh)") from None
+
+
 def read_curve(run_dir: Path) -> list[dict]:
     """metrics.csv as numbers (empty cells left out)."""
-    with (Path(run_dir) / "metrics.csv").open() as handle:
-        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(handle)]
+    return [{k: float(v) for k, v in r.items() if v != ""} for r in _read_metric_rows(Path(run_dir) / "metrics.csv")]
 
 
 def load_student(run_dir: str | Path, which: str = "latest",

@@ -1,0 +1,182 @@
+"""Damaged recordings are detected and never trained on silently: checksums, --verify, non-finite data and losses,
+truncated files. Each test damages a real recording the way a disk, a copy or a bug would, then runs the CLIs."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from distill.cli.add_lives import main as add_lives_main
+from distill.cli.inspect import main as inspect_main
+from distill.cli.train import main as train_main
+from distill.recording.schema import PER_STATE
+from distill.training.data import recording_episodes, split_by_episodes
+
+TRAIN_FLAGS = ["--alpha", "1", "--fraction", "0.5", "--steps", "4", "--eval-every", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def checked_recording(tmp_path_factory, sb3_models):
+    """240 Breakout states of a tiny SB3 teacher (so that --verify can recompute them), written with checksums."""
+    from distill.recording.writer import RecordConfig, record
+    from teachers.load import load_teacher
+
+    path = tmp_path_factory.mktemp("reliable") / "breakout.h5"
+    record(RecordConfig(game="Breakout", states=240, envs=4, seed=0, epsilon=0.5, codec="lzf"),
+           load_teacher(str(sb3_models["a2c_breakout"]), game="Breakout"), path, progress=False)
+    return path
+
+
+def _copy(src, tmp_path, name="copy.h5"):
+    dst = tmp_path / name
+    shutil.copy(src, dst)
+    return dst
+
+
+def _one_line_error(capsys, call) -> str:
+    """Run a CLI main, assert exit 2 with exactly one line on stderr, and return that line."""
+    with pytest.raises(SystemExit) as exc:
+        call()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err, err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]  # the rest are progress bars
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    return errors[0]
+
+
+def _flip_byte_in_chunk(path, name: str, row: int) -> tuple[int, int]:
+    """Change one byte in the middle of the stored chunk of ``name`` that holds ``row``; returns its row range."""
+    with h5py.File(path, "r") as f:
+        ds = f[name]
+        chunk_rows = ds.chunks[0]
+        info = ds.id.get_chunk_info_by_coord((row - row % chunk_rows,) + (0,) * (ds.ndim - 1))
+        offset, size = info.byte_offset, info.size
+    with open(path, "r+b") as handle:
+        handle.seek(offset + size // 2)
+        byte = handle.read(1)
+        handle.seek(offset + size // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    first = row - row % chunk_rows
+    return first, first + chunk_rows - 1
+
+
+def _first_training_row(path) -> int:
+    episode, _ = recording_episodes(path)
+    return int(split_by_episodes(episode, 0.5, 0).train_rows[0])  # train's default --split-seed is 0
+
+
+def test_new_recordings_checksum_every_chunked_dataset(checked_recording):
+    with h5py.File(checked_recording, "r") as f:
+        assert f.attrs["checksums"] == "fletcher32"
+        chunked = [f[k] for k in PER_STATE if k in f] + [f["episodes"][k] for k in f["episodes"]]
+        assert len(chunked) == 11 and all(ds.fletcher32 for ds in chunked)
+
+
+def test_verify_passes_a_sound_recording_on_a_sample_and_on_every_state(checked_recording, capsys):
+    import json
+
+    for flags in (["--verify"], ["--verify", "all"]):
+        assert inspect_main([str(checked_recording), *flags, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["failures"] == [] and set(report["checks"].values()) <= {
+            "ok", "ok on the rows read (--verify all checks every chunk)"}
+    assert report["verified_all"] and report["verified_states"] == 240
+    assert report["max_relative_grad_error"] < 1e-2 and report["max_abs_logit_error"] < 1e-5
+
+
+@pytest.mark.parametrize("dataset", ["obs", "logits", "proj_grads"])
+def test_a_flipped_byte_in_a_chunk_is_a_one_line_checksum_error_in_inspect_and_train(checked_recording, tmp_path,
+                                                                                    capsys, dataset):
+    path = _copy(checked_recording, tmp_path)
+    first, last = _flip_byte_in_chunk(path, dataset, _first_training_row(path))
+    err = _one_line_error(capsys, lambda: inspect_main([str(path), "--verify", "all"]))
+    assert f"{dataset}, rows {first}-" in err and "checksum" in err
+    err = _one_line_error(capsys, lambda: train_main(["--dataset", str(path), *TRAIN_FLAGS, "--out",
+                                                      str(tmp_path / "run")]))
+    assert f"is damaged ({dataset}, rows {first}-" in err and "checksum" in err and "record it again" in err
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_truncated_recording_is_a_one_line_error_everywhere(checked_recording, tmp_path, capsys):
+    path = _copy(checked_recording, tmp_path)
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:
+        handle.truncate(size // 2)
+    for call in (lambda: inspect_main([str(path)]), lambda: inspect_main([str(path), "--verify", "all"]),
+                 lambda: train_main(["--dataset", str(path), *TRAIN_FLAGS, "--out", str(tmp_path / "run")]),
+                 lambda: add_lives_main([str(path)])):
+        err = _one_line_error(capsys, call)
+        assert f"is truncated ({size // 2} of {size} bytes)" in err
+    with open(path, "r+b") as handle:  # cut inside the superblock: not an HDF5 file any more
+        handle.truncate(20)
+    assert "not a readable HDF5 file" in _one_line_error(capsys, lambda: inspect_main([str(path)]))
+
+
+def test_verify_fails_with_exit_2_on_wrong_logits_and_an_inconsistent_episode_table(checked_recording, tmp_path,
+                                                                                    capsys):
+    path = _copy(checked_recording, tmp_path)
+    with h5py.File(path, "a") as f:  # rewritten through HDF5: the checksums are valid, the values are not
+        f["logits"][7] += 0.5
+    err = _one_line_error(capsys, lambda: inspect_main([str(path), "--verify", "all"]))
+    assert "logits: stored logits differ from the teacher's by up to 5.00e-01" in err
+    path = _copy(checked_recording, tmp_path, "table.h5")
+    with h5py.File(path, "a") as f:
+        f["episodes"]["length"][0] += 3
+    err = _one_line_error(capsys, lambda: inspect_main([str(path), "--verify"]))
+    assert "structure: episode 0 has" in err and "but the table says" in err
+
+
+def test_non_finite_training_data_stops_the_run_and_keeps_the_last_good_checkpoint(checked_recording, tmp_path,
+                                                                                   capsys):
+    path = _copy(checked_recording, tmp_path)
+    run = tmp_path / "run"
+    flags = ["--dataset", str(path), *TRAIN_FLAGS[:4], "--eval-every", "2", "--device", "cpu", "--out", str(run),
+             "--lr-schedule", "constant"]
+    assert train_main([*flags, "--steps", "4"]) == 0
+    capsys.readouterr()
+    checkpoint = (run / "latest.pt").read_bytes()
+    row = _first_training_row(path)
+    with h5py.File(path, "a") as f:
+        good = f["proj_grads"][row].copy()
+        f["proj_grads"][row, 0, 1, 2, 3] = np.nan
+    err = _one_line_error(capsys, lambda: inspect_main([str(path), "--verify", "all"]))
+    assert f"finite values: proj_grads at row(s) {row}" in err
+    err = _one_line_error(capsys, lambda: train_main([*flags, "--steps", "8", "--resume"]))
+    assert f"proj_grads holds non-finite values (NaN or infinity) at row(s) {row}" in err
+    assert (run / "latest.pt").read_bytes() == checkpoint
+    with h5py.File(path, "a") as f:  # the cause fixed: the run resumes and finishes
+        f["proj_grads"][row] = good
+    assert train_main([*flags, "--steps", "8", "--resume"]) == 0
+    import json
+
+    final = json.loads((run / "metrics.json").read_text())
+    assert final["step"] == 8 and np.isfinite(final["test_kl"])
+
+
+def test_a_diverging_loss_stops_with_a_one_line_error_and_never_writes_nan_metrics(checked_recording, tmp_path,
+                                                                                  capsys):
+    run = tmp_path / "run"
+    err = _one_line_error(capsys, lambda: train_main(["--dataset", str(checked_recording), *TRAIN_FLAGS, "--lr",
+                                                      "1e30", "--lr-warmup", "0", "--out", str(run)]))
+    assert err.startswith("error: training diverged:") and "between steps 0 and 2" in err
+    assert not (run / "metrics.json").exists() and not (run / "latest.pt").exists()
+
+
+def test_recordings_without_checksums_still_load_and_say_so(checked_recording, tmp_path, capsys):
+    old = tmp_path / "old.h5"
+    with h5py.File(checked_recording, "r") as src, h5py.File(old, "w", libver="latest") as dst:
+        def rewrite(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                dst.create_dataset(name, data=obj[()], chunks=obj.chunks, maxshape=obj.maxshape)
+                dst[name].attrs.update(dict(obj.attrs))
+        src.visititems(rewrite)
+        dst.attrs.update({k: v for k, v in src.attrs.items() if k != "checksums"})
+    assert inspect_main([str(old), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "checksums  none (recorded before checksums were written" in out
+    assert "checksums     none: recorded before checksums were written" in out
+    assert train_main(["--dataset", str(old), *TRAIN_FLAGS, "--out", str(tmp_path / "run")]) == 0
