@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Benchmark recording: states/s against the bare teacher forward+backward bound, bytes per state,
-and the compression codecs (ratio, write and read speed) on real frames and gradient maps.
+and the compression codecs (ratio, write and read speed) on real frames and gradient maps, each without and with the
+Fletcher-32 checksums recordings are written with (the cost of detecting damaged chunks).
 
     python scripts/bench_record.py --teacher Breakout --states 2000 --envs 8
 """
@@ -45,30 +46,34 @@ def bare_throughput(teacher, batch: int, k: int, device, seconds: float = 10.0) 
     return n / (time.time() - start)
 
 
-def codec_table(path: Path, n: int = 512) -> list[dict]:
-    """Compression ratio and write/read MB/s of each codec on the first ``n`` states of a recording."""
+def codec_table(path: Path, n: int = 512, repeats: int = 3) -> list[dict]:
+    """Compression ratio and write/read MB/s (best of ``repeats``) of each codec, without and with Fletcher-32
+    checksums, on the first ``n`` states of a recording."""
     with h5py.File(path, "r") as f:
         obs, grads = f["obs"][:n], f["proj_grads"][:n]
     rows = []
     for codec in CODECS:
         for name, data in (("obs", obs), ("proj_grads", grads)):
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp) / "c.h5"
-                start = time.time()
-                with h5py.File(out, "w") as f:
-                    chunk = (max(1, CHUNK_STATES // data.shape[1]) if name == "proj_grads" else CHUNK_STATES,
-                             *data.shape[1:])
-                    f.create_dataset("x", data=data, chunks=chunk, **compression(codec))
-                write = time.time() - start
-                start = time.time()
-                with h5py.File(out, "r") as f:
-                    f["x"][:]
-                read = time.time() - start
-                with h5py.File(out, "r") as f:
-                    stored = f["x"].id.get_storage_size()
-            mb = data.nbytes / 2**20
-            rows.append({"codec": codec, "data": name, "ratio": data.nbytes / stored, "write_MBps": mb / write,
-                         "read_MBps": mb / read})
+            for checksum in (False, True):
+                write = read = float("inf")
+                for _ in range(repeats):
+                    with tempfile.TemporaryDirectory() as tmp:
+                        out = Path(tmp) / "c.h5"
+                        start = time.perf_counter()
+                        with h5py.File(out, "w") as f:
+                            chunk = (max(1, CHUNK_STATES // data.shape[1]) if name == "proj_grads" else CHUNK_STATES,
+                                     *data.shape[1:])
+                            f.create_dataset("x", data=data, chunks=chunk, fletcher32=checksum, **compression(codec))
+                        write = min(write, time.perf_counter() - start)
+                        start = time.perf_counter()
+                        with h5py.File(out, "r") as f:
+                            f["x"][:]
+                        read = min(read, time.perf_counter() - start)
+                        with h5py.File(out, "r") as f:
+                            stored = f["x"].id.get_storage_size()
+                mb = data.nbytes / 2**20
+                rows.append({"codec": codec, "data": name, "checksum": checksum, "ratio": data.nbytes / stored,
+                             "write_MBps": mb / write, "read_MBps": mb / read})
     return rows
 
 
@@ -105,10 +110,10 @@ def main(argv=None) -> int:
         if not args.skip_codecs and args.projections == 0:
             print("\ncodec comparison skipped: a gradient-free recording (K=0) holds no gradient maps")
         elif not args.skip_codecs:
-            print("\ncodec       data        ratio   write MB/s   read MB/s")
+            print("\ncodec       data        checksum   ratio   write MB/s   read MB/s")
             for row in codec_table(out):
-                print(f"{row['codec']:11s} {row['data']:10s} {row['ratio']:7.2f} {row['write_MBps']:11.1f} "
-                      f"{row['read_MBps']:11.1f}")
+                print(f"{row['codec']:11s} {row['data']:10s} {'fletcher32' if row['checksum'] else '-':10s} "
+                      f"{row['ratio']:7.2f} {row['write_MBps']:11.1f} {row['read_MBps']:11.1f}")
     return 0
 
 

@@ -137,8 +137,8 @@ def load_teacher(spec: str | Path | None, game: str | None = None, temperature: 
     if game is None and spec is not None and _names_a_game(str(spec)):
         game = str(spec)
     path = resolve_teacher_path(spec, game or "")
-    if temperature <= 0:
-        raise UserError(f"--temperature must be positive, got {temperature}")
+    if not 0 < temperature < float("inf"):  # NaN fails both comparisons
+        raise UserError(f"--temperature must be a positive number, got {temperature}")
     network, kind, outputs, n, scale, hashed, stored_game, notes = _read_source(path, trust_checkpoint)
     if game is None:
         if stored_game is None:

@@ -174,8 +174,12 @@ def train_teacher(cfg: TeacherRunConfig, out: Path, resume: bool = False, force:
         raise UserError(f"unknown --algo {cfg.algo!r}; choose one of {', '.join(ALGOS)}")
     if cfg.vec_env not in VEC_ENVS:
         raise UserError(f"unknown --vec-env {cfg.vec_env!r}; choose one of {', '.join(VEC_ENVS)}")
-    if max_seconds is not None and max_seconds <= 0:
-        raise UserError(f"--max-minutes must be positive, got {max_seconds / 60:g}")
+    if cfg.envs < 1:
+        raise UserError(f"--envs must be at least 1, got {cfg.envs}")
+    if cfg.seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {cfg.seed}")
+    if max_seconds is not None and not 0 < max_seconds < float("inf"):  # NaN fails both comparisons
+        raise UserError(f"--max-minutes must be a positive number, got {max_seconds / 60:g}")
     cfg.hyperparameters = zoo_hyperparameters(cfg.algo)
     out = Path(out)
     if out.suffix != ".zip":

@@ -12,6 +12,7 @@ import torch
 
 from distill.environment.errors import UserError
 from distill.recording.lives import before_life_loss, life_losses, read_lives, replay_lives, write_lives
+from distill.recording.schema import seal_attributes
 from distill.recording.writer import RecordConfig, record
 from distill.training.config import TrainConfig
 from distill.training.loop import train
@@ -105,6 +106,7 @@ def test_replay_refuses_recordings_it_cannot_reproduce(recording, tmp_path, caps
     resumed = _without_lives(recording, tmp_path / "resumed.h5")
     with h5py.File(resumed, "a") as f:
         f.attrs["resumes"] = 1
+        seal_attributes(f)  # as the writer does after every change of the attributes
     with pytest.raises(UserError, match="was resumed"):
         replay_lives(resumed, progress=False)
 

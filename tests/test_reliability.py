@@ -101,6 +101,20 @@ def test_a_flipped_byte_in_a_chunk_is_a_one_line_checksum_error_in_inspect_and_t
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_a_changed_string_attribute_is_detected(checked_recording, tmp_path, capsys):
+    """HDF5 keeps string attributes in a heap without checksums; the attributes' digest covers them."""
+    path = _copy(checked_recording, tmp_path)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"BreakoutNoFrameskip-v4")  # the env_id attribute's value
+    raw[at + 8] ^= 0x01  # one bit of "NoFrameskip"
+    path.write_bytes(bytes(raw))
+    err = _one_line_error(capsys, lambda: inspect_main([str(path)]))
+    assert "is damaged (its attributes fail their checksum" in err
+    err = _one_line_error(capsys, lambda: train_main(["--dataset", str(path), *TRAIN_FLAGS, "--out",
+                                                      str(tmp_path / "run")]))
+    assert "is damaged (its attributes fail their checksum" in err
+
+
 def test_a_truncated_recording_is_a_one_line_error_everywhere(checked_recording, tmp_path, capsys):
     path = _copy(checked_recording, tmp_path)
     size = path.stat().st_size
@@ -174,9 +188,92 @@ def test_recordings_without_checksums_still_load_and_say_so(checked_recording, t
                 dst.create_dataset(name, data=obj[()], chunks=obj.chunks, maxshape=obj.maxshape)
                 dst[name].attrs.update(dict(obj.attrs))
         src.visititems(rewrite)
-        dst.attrs.update({k: v for k, v in src.attrs.items() if k != "checksums"})
+        dst.attrs.update({k: v for k, v in src.attrs.items() if k not in ("checksums", "attributes_sha256")})
     assert inspect_main([str(old), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "checksums  none (recorded before checksums were written" in out
     assert "checksums     none: recorded before checksums were written" in out
     assert train_main(["--dataset", str(old), *TRAIN_FLAGS, "--out", str(tmp_path / "run")]) == 0
+
+
+@pytest.mark.parametrize("command,argv,named", [
+    ("record", ["--states", "8", "--seed", "-1"], "--seed must be 0 or more"),
+    ("record", ["--states", "8", "--temperature", "nan"], "--temperature must be a positive number"),
+    ("record", ["--states", "8", "--temperature", "inf"], "--temperature must be a positive number"),
+    ("train", ["--seed", "-1"], "--seed must be 0 or more"),
+    ("train", ["--split-seed", "-1"], "--split-seed must be 0 or more"),
+    ("evaluate", ["--teacher", "Breakout", "--seed", "-1"], "--seed must be 0 or more"),
+    ("evaluate", ["--teacher", "Breakout", "--temperature", "nan"], "--temperature must be a positive number"),
+    ("inspect", ["{recording}", "--seed", "-1"], "--seed must be 0 or more"),
+    ("add_lives", ["{recording}", "--window", "0"], "--window must be at least 1"),
+    ("quickstart", ["--seed", "-1"], "--seed 0 or more"),
+])
+def test_bad_values_the_fault_matrix_found_are_one_line_errors(checked_recording, tmp_path, capsys, command, argv,
+                                                              named):
+    """Values argparse accepts but the commands cannot use (NaN, negative seeds), found by scripts/fault_matrix.py."""
+    import importlib
+
+    main = importlib.import_module(f"distill.cli.{command}").main
+    argv = [a.format(recording=checked_recording) for a in argv]
+    if command == "record":
+        argv += ["--out", str(tmp_path / "r.h5"), "--device", "cpu"]
+    if command == "train":
+        argv = ["--dataset", str(checked_recording), *TRAIN_FLAGS, "--out", str(tmp_path / "run"), *argv]
+    if command == "quickstart":
+        argv += ["--out", str(tmp_path / "quick")]
+    assert named in _one_line_error(capsys, lambda: main(argv))
+    assert not (tmp_path / "r.h5").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_stops_training_with_a_one_line_error_and_resume_finishes(checked_recording, tmp_path):
+    """Writes past a file-size limit fail as on a full disk (EFBIG instead of ENOSPC; SIGXFSZ ignored)."""
+    import json
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (32 << 10, 32 << 10))  # config.json fits, a checkpoint does not
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "distill.cli.train", "--dataset", str(checked_recording), *TRAIN_FLAGS,
+           "--out", str(run)]
+    full = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=small_disk)
+    lines = [line for line in full.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert lines[-1].startswith(f"error: writing to {run} failed (") and "--resume" in lines[-1]
+    assert not (run / "latest.pt").exists() and not list(run.glob("*.tmp"))  # no half-written checkpoint
+    assert subprocess.run([*cmd, "--resume"], capture_output=True).returncode == 0
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4
+
+
+def test_a_full_disk_stops_recording_with_a_one_line_error_keeping_what_was_committed(sb3_models, tmp_path):
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from distill.recording.verify import verify_recording
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (30 << 20, 30 << 20))
+
+    out = tmp_path / "full.h5"
+    cmd = [sys.executable, "-m", "distill.cli.record", "--teacher", str(sb3_models["a2c_breakout"]), "--game",
+           "Breakout", "--states", "600", "--envs", "4", "--codec", "lzf", "--device", "cpu", "--out", str(out)]
+    full = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=small_disk)
+    last = [line for line in full.stderr.replace("\r", "\n").splitlines() if line.strip()][-1]
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert last.startswith(f"error: writing {out} failed (File too large); the file is valid up to ")
+    committed = int(last.split("valid up to ")[1].split()[0])
+    with h5py.File(out, "r", libver="latest", swmr=True) as f:
+        assert int(f["committed"][0]) == committed > 0
+        kept = f["obs"][:committed]
+    assert subprocess.run([*cmd, "--resume"], capture_output=True).returncode == 0
+    with h5py.File(out, "r") as f:
+        assert f.attrs["complete"] and int(f["committed"][0]) == 600
+        assert np.array_equal(f["obs"][:committed], kept)  # nothing committed before the full disk was lost
+    assert verify_recording(out, samples=32, progress=False)["failures"] == []

@@ -44,7 +44,7 @@ def test_latest_recording_is_chosen_by_its_own_game_and_finish_time(recording, t
 
     import h5py
 
-    from distill.recording.schema import find_latest_recording
+    from distill.recording.schema import find_latest_recording, seal_attributes
 
     def copy(name: str, finished: str, complete: bool = True):
         path = tmp_path / "data" / name
@@ -53,6 +53,7 @@ def test_latest_recording_is_chosen_by_its_own_game_and_finish_time(recording, t
         with h5py.File(path, "a") as f:
             f.attrs["finished"] = finished
             f.attrs["complete"] = complete
+            seal_attributes(f)  # as the writer does after every change of the attributes
         return path
 
     newest = copy("mine/any-name.h5", "2026-06-01T00:00:00+00:00")  # any name, any folder under data/
@@ -66,6 +67,7 @@ def test_latest_recording_is_chosen_by_its_own_game_and_finish_time(recording, t
     gradient_free = copy("recordings/breakout-k0.h5", "2026-09-01T00:00:00+00:00")  # newer, but without gradients
     with h5py.File(gradient_free, "a") as f:
         f.attrs["projections"] = 0
+        seal_attributes(f)
         del f["proj_dirs"], f["proj_grads"]
     assert find_latest_recording("Breakout", tmp_path / "data") == gradient_free
     assert find_latest_recording("Breakout", tmp_path / "data", needs_gradients=True) == newest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from distill.environment.errors import cli_entry
+from distill.environment.errors import UserError, cli_entry
 from distill.recording.schema import open_recording
 from distill.recording.lives import LIVES_DATASET, before_life_loss, life_losses, replay_lives, write_lives
 
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.window < 1:
+        raise UserError(f"--window must be at least 1 step, got {args.window}")
     with open_recording(args.file) as f:
         episode = f["episode"][:int(f["committed"][0])]
         if LIVES_DATASET in f and not args.force:

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
     if args.envs < 1:
         raise UserError(f"--envs must be at least 1, got {args.envs}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {args.seed}")
     if args.no_held_out and args.dataset is not None:
         raise UserError("--dataset asks for the held-out metrics and --no-held-out skips them; pass one of the two")
     device = resolve_device(args.device)

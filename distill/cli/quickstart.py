@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     game = atari.canonical_game(args.game)
-    if args.states < 100 or args.steps < 1 or args.episodes < 1 or not 0 < args.fraction < 1:
-        raise UserError("--states must be at least 100, --steps and --episodes at least 1, --fraction in (0, 1)")
+    if args.states < 100 or args.steps < 1 or args.episodes < 1 or not 0 < args.fraction < 1 or args.seed < 0:
+        raise UserError("--states must be at least 100, --steps and --episodes at least 1, --fraction in (0, 1), "
+                        "--seed 0 or more")
     start = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     teacher = api.load_teacher(game)

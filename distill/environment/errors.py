@@ -14,6 +14,11 @@ class UserError(Exception):
     """Bad input from the user: the message names the problem and the fix."""
 
 
+class StateLostError(UserError):
+    """A failure after which a library's state cannot be released (HDF5 after a failed write of a file's caches:
+    closing it again, or the interpreter's exit, crashes in HDF5). A CLI ends the process right after the message."""
+
+
 INTERRUPTED = "interrupted"
 RESUME_HINT = "interrupted: progress so far is saved; rerun with --resume to continue"
 RERUN_HINT = "interrupted: finished work is kept; run the same command again to continue"
@@ -39,6 +44,10 @@ def cli_entry(func: F | None = None, *, on_interrupt: str = INTERRUPTED):
             raise SystemExit(1) from None
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            if isinstance(exc, StateLostError):  # what is on disk is consistent; only this process's HDF5 is not
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(2)
             raise SystemExit(2) from None
         except KeyboardInterrupt:
             print(on_interrupt, file=sys.stderr)

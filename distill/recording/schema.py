@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +30,22 @@ GRADIENTS = ("proj_dirs", "proj_grads")  # absent from gradient-free recordings 
 PER_STATE = ("obs", "logits", "actions", "episode", "proj_dirs", "proj_grads", "lives")
 CHECKSUM = "fletcher32"  # the value of the `checksums` attribute of recordings whose chunks carry checksums
 DAMAGED_FIX = "record it again (distill-record), or restore it from a copy"
+
+
+ATTRIBUTES_DIGEST = "attributes_sha256"  # HDF5 keeps string attributes in a heap without checksums: this covers them
+
+
+def attributes_digest(attrs) -> str:
+    """sha256 of a recording's attributes (but the digest itself), so that a changed byte in one is detected."""
+    def plain(value):
+        return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
+    items = sorted((key, repr(plain(value))) for key, value in attrs.items() if key != ATTRIBUTES_DIGEST)
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+
+
+def seal_attributes(f: h5py.File) -> None:
+    """Store the digest of ``f``'s attributes: every writer of a recording's attributes calls it last."""
+    f.attrs[ATTRIBUTES_DIGEST] = attributes_digest(f.attrs)
 
 
 def has_checksums(attrs) -> bool:
@@ -178,6 +196,10 @@ def open_recording(path: str | Path, require_complete: bool = True) -> h5py.File
 
 def _checked(f: h5py.File, path: Path, require_complete: bool) -> h5py.File:
     """``f`` if it is a recording this version reads (closing it is the caller's business on error)."""
+    stored = f.attrs.get(ATTRIBUTES_DIGEST)
+    if stored is not None and str(stored) != attributes_digest(f.attrs):
+        raise UserError(f"{path} is damaged (its attributes fail their checksum: bytes of its metadata changed on "
+                        f"disk); {DAMAGED_FIX}")
     missing = [name for name in REQUIRED if name not in f]
     if "projections" in f.attrs and has_gradients(f.attrs):
         missing += [name for name in GRADIENTS if name not in f]

@@ -17,6 +17,9 @@ rest and continues. The ``complete`` attribute is set only when the requested si
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,10 +32,10 @@ from tqdm import tqdm
 
 from distill._version import __version__
 from distill.environment import atari
-from distill.environment.errors import UserError
+from distill.environment.errors import StateLostError, UserError
 from distill.recording.repair import clear_consistency_flags
 from distill.recording.schema import (CHECKSUM, EPISODE_FIELDS, LIVES_MEANING, PER_STATE, SCHEMA_VERSION,
-                                      open_for_reading)
+                                      _raised_by_h5py, open_for_reading, seal_attributes)
 from distill.sobolev import input_gradients, random_unit_vectors
 
 GRAD_DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -103,6 +106,8 @@ class RecordConfig:
             raise UserError(f"--epsilon must be in [0, 1], got {self.epsilon}")
         if self.envs < 1:
             raise UserError(f"--envs must be at least 1, got {self.envs}")
+        if self.seed < 0:
+            raise UserError(f"--seed must be 0 or more, got {self.seed}")
 
 
 def default_recording_path(game: str, data_dir: Path = Path("data")) -> Path:
@@ -175,11 +180,15 @@ def _create_file(path: Path, cfg: RecordConfig, n_actions: int, teacher_path: st
             "created": datetime.now(timezone.utc).isoformat(), "complete": False, "resumes": 0,
             "gradient_of": "grad wrt obs/255 of <log_softmax(teacher(obs/255)), v>",
         })
+        seal_attributes(f)
 
 
 def read_committed(path: Path) -> int:
     with open_for_reading(path) as f:
         return int(f["committed"][0])
+
+
+FREE_SPACE_MARGIN = 8 << 20  # bytes kept free beyond a flush's uncompressed size, for HDF5's metadata
 
 
 class _Writer:
@@ -200,6 +209,10 @@ class _Writer:
 
     def flush(self, episodes: dict[str, np.ndarray]) -> None:
         if self.buffered:
+            # stop before HDF5 meets a full disk (a write failing inside HDF5 leaves its caches unclosable)
+            need = sum(part.nbytes for parts in self.buffers.values() for part in parts) + FREE_SPACE_MARGIN
+            if shutil.disk_usage(Path(self.f.filename).parent).free < need:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             new = self.n + self.buffered
             for key, parts in self.buffers.items():
                 data = np.concatenate(parts)
@@ -261,6 +274,7 @@ def _truncate(path: Path) -> tuple[int, dict[str, np.ndarray]]:
             f["episodes"][name].resize(n_eps, axis=0)
         f.attrs["complete"] = False
         f.attrs["resumes"] = int(f.attrs.get("resumes", 0)) + 1
+        seal_attributes(f)
         resumes = int(f.attrs["resumes"])
     # episodes that were being played when the recording stopped cannot be continued
     episodes["complete"] = episodes["complete"].astype(bool)
@@ -319,6 +333,8 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
     last_flush = time.time()
     n_total = start_n
     started = np.zeros(cfg.envs, dtype=bool)
+    failure: Exception | None = None
+    close_failed = False
     try:
         while n_total < cfg.states:
             take = min(cfg.envs, cfg.states - n_total)
@@ -357,20 +373,40 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
                 last_flush = time.time()
             bar.update(take)
         writer.flush({k: np.asarray(v) for k, v in episodes.items()})
-    except OSError as exc:
-        raise UserError(f"writing {out} failed ({exc}); the file is valid up to {writer.n} states: free space and "
-                        "rerun with --resume") from None
+    except (OSError, RuntimeError) as exc:  # a full disk, a lost mount: what was committed stays readable
+        if not isinstance(exc, OSError) and not _raised_by_h5py(exc):
+            raise
+        failure = exc
     finally:
         bar.close()
         venv.close()
-        f.close()
+        try:
+            f.close()
+        except (OSError, RuntimeError) as exc:  # closing flushes HDF5's caches, which can fail on a full disk too
+            failure, close_failed = failure or exc, True
+    if failure is not None:
+        raise _write_failed(out, failure, writer.n, StateLostError if close_failed else UserError)
     loop_seconds = time.time() - loop_start
-    with h5py.File(out, "a", libver="latest") as f:
-        # steady-state speed of this invocation (environment construction excluded)
-        f.attrs["last_run_states"] = n_total - start_n
-        f.attrs["last_run_seconds"] = loop_seconds
-        f.attrs["recording_seconds"] = float(f.attrs.get("recording_seconds", 0.0)) + loop_seconds
-        f.attrs["complete"] = True
-        f.attrs["target_states"] = cfg.states
-        f.attrs["finished"] = datetime.now(timezone.utc).isoformat()
+    try:
+        with h5py.File(out, "a", libver="latest") as f:
+            # steady-state speed of this invocation (environment construction excluded)
+            f.attrs["last_run_states"] = n_total - start_n
+            f.attrs["last_run_seconds"] = loop_seconds
+            f.attrs["recording_seconds"] = float(f.attrs.get("recording_seconds", 0.0)) + loop_seconds
+            f.attrs["complete"] = True
+            f.attrs["target_states"] = cfg.states
+            f.attrs["finished"] = datetime.now(timezone.utc).isoformat()
+            seal_attributes(f)
+    except OSError as exc:
+        raise _write_failed(out, exc, writer.n) from None
     return out
+
+
+def _write_failed(out: Path, exc: Exception, committed: int, kind: type[UserError] = UserError) -> UserError:
+    """The one-line error for a failed write (HDF5's own message spans lines and names buffer addresses)."""
+    errno_ = getattr(exc, "errno", None) or next(
+        (code for code, name in ((28, "No space left"), (27, "File too large"), (122, "quota")) if name in str(exc)),
+        None)
+    reason = os.strerror(errno_) if errno_ else (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return kind(f"writing {out} failed ({reason}); the file is valid up to {committed} states: free space "
+                     "and rerun the same command with --resume")

@@ -105,6 +105,9 @@ class TrainConfig:
             raise UserError(f"--lr-warmup is a share of --steps in [0, 1), got {self.lr_warmup}")
         if not 0.0 < self.alpha_until <= 1.0 or not math.isfinite(self.alpha_until):
             raise UserError(f"--alpha-until is a share of --steps in (0, 1], got {self.alpha_until}")
+        for name in ("seed", "split_seed"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
         if self.alpha_until != 1.0 and self.alpha_schedule != "linear":
             raise UserError(f"--alpha-until {self.alpha_until:g} needs --alpha-schedule linear "
                             "(a constant weight never falls to 0)")

@@ -29,7 +29,7 @@ from distill.training.data import Split, TrainingData, read_rows, recording_epis
 from distill.training.losses import distillation_loss
 from distill.training.metrics import evaluate_loaded, evaluate_states
 from distill.training.runs import (append_metrics, check_run_dir, load_checkpoint, save_checkpoint, start_metrics_log,
-                                   start_over)
+                                   start_over, writes_to)
 from distill.training.students import count_parameters, make_student
 
 
@@ -186,7 +186,10 @@ class _Logger:
 
     def close(self) -> None:
         self.bar.close()
-        self.writer.close()
+        try:
+            self.writer.close()
+        except OSError:  # the TensorBoard copy of metrics.csv: a full disk must not hide the error that ended the run
+            pass
 
 
 def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = False, force: bool = False,
@@ -212,11 +215,14 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     live = recording_teacher(cfg.teacher, cfg.dataset, attrs, device, cfg.trust_checkpoint) if cfg.alpha > 0 and cfg.teacher else None
     data = TrainingData(Path(cfg.dataset), split.train_rows, device, with_gradients=cfg.alpha > 0 and live is None)
     capped_obs, capped_logits = _capped_test_set(cfg, split, device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(run_dir, cfg, attrs, split, student, live is not None, weights, device)
+    with writes_to(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(run_dir, cfg, attrs, split, student, live is not None, weights, device)
+        seconds_before = start_metrics_log(run_dir, step)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"distil a={cfg.alpha:g} f={cfg.fraction:g}", unit="step",
                disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    logger = _Logger(run_dir, cfg, bar, start_metrics_log(run_dir, step), start_step=step)
+    with writes_to(run_dir):
+        logger = _Logger(run_dir, cfg, bar, seconds_before, start_step=step)
 
     running = _Running()
     student.train()
@@ -247,7 +253,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
                 # shows in the summed losses or the evaluation, and stops the run before a checkpoint takes it in
                 if not all_finite({**running.means(), **metrics}):
                     raise diverged(run_dir, step, last_saved, {**running.means(), **metrics})
-                logger.log(step, running, metrics)
+                with writes_to(run_dir):
+                    logger.log(step, running, metrics)
                 running = _Running()
                 if metrics["test_kl"] < best:
                     best = metrics["test_kl"]
@@ -263,8 +270,9 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     final.update({"step": step, "alpha": cfg.alpha, "fraction": cfg.fraction, "seed": cfg.seed,
                   "student": cfg.student, "best_capped_test_kl": best})
     tmp = run_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(final, indent=2, allow_nan=False))  # NaN or Infinity can never read as a success
-    tmp.replace(run_dir / "metrics.json")
+    with writes_to(run_dir):
+        tmp.write_text(json.dumps(final, indent=2, allow_nan=False))  # NaN or Infinity can never read as a success
+        tmp.replace(run_dir / "metrics.json")
     return final
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -80,13 +83,38 @@ def start_over(run_dir: Path) -> None:
         shutil.rmtree(run_dir)
 
 
+def write_failed(run_dir: Path, exc: Exception) -> UserError:
+    """The one-line error for a write into a run directory that failed (a full disk, a lost mount)."""
+    if isinstance(exc, OSError) and exc.errno:
+        reason = os.strerror(exc.errno)
+    elif shutil.disk_usage(run_dir if run_dir.is_dir() else run_dir.parent).free < 16 << 20:
+        reason = "no space left on device"  # torch.save reports a full disk only as a short write
+    else:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return UserError(f"writing to {run_dir} failed ({reason}); checkpoints written before are kept: free space and "
+                     "rerun the same command with --resume")
+
+
+@contextmanager
+def writes_to(run_dir: Path) -> Iterator[None]:
+    """Turn a failed write of the run's files into :func:`write_failed`'s one-line error."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_failed(run_dir, exc) from None
+
+
 def save_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, best: float,
                     generator: torch.Generator) -> None:
-    """Write a checkpoint atomically: a kill never leaves a half-written one."""
+    """Write a checkpoint atomically: a kill or a full disk never leaves a half-written one."""
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best": best,
-                "rng": {"batch": generator.get_state()}}, tmp)
-    tmp.replace(path)
+    try:
+        torch.save({"model": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best": best,
+                    "rng": {"batch": generator.get_state()}}, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a short write as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path.parent, exc) from None
 
 
 def read_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict:
