@@ -13,6 +13,8 @@ trainings of it:
   and a short ``distill-train`` on it. A command that ends with exit 0 on a file whose stored values differ from the
   original's is a silent wrong result.
 - ``truncation``: the recording cut at a random length; inspect, train and add-lives must each give a one-line error.
+- ``checkpoint flip``: 1-200 bytes overwritten in a finished run's ``latest.pt``; ``--resume`` reads it and must
+  either refuse it or end with the uninterrupted run's metrics.
 - ``full disk``: recording and training into a small tmpfs (or, where mounting is not allowed, under an
   ``RLIMIT_FSIZE`` file-size limit with ``SIGXFSZ`` ignored, so that writes fail with EFBIG as on a full disk); then
   ``--resume`` with space to completion, checked as above.
@@ -346,6 +348,28 @@ class Matrix:
             shutil.rmtree(self.work / "damaged-run", ignore_errors=True)
             path.unlink()
 
+    def checkpoint_flips(self, files: int) -> None:
+        """Bytes changed in a finished run's ``latest.pt``; ``--resume`` of the run reads it (and writes the final
+        metrics again from it), as ``distill-eval`` would."""
+        for i in range(files):
+            run_dir = self.work / "flipped-run"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.copytree(self.reference_run, run_dir)
+            checkpoint = run_dir / "latest.pt"
+            raw = bytearray(checkpoint.read_bytes())
+            n_bytes = self.rng.choice((1, 10, 200))
+            for _ in range(n_bytes):
+                raw[self.rng.randrange(len(raw))] ^= self.rng.randrange(1, 256)
+            checkpoint.write_bytes(bytes(raw))
+            rc, err = run(self.train_cmd(self.recording, run_dir, "--resume"), self.log("checkpoint-flip"))
+            outcome, detail = classify(rc, err)
+            if outcome == "ok":
+                outcome, detail = self.same_as_reference(run_dir)
+                if outcome == "ok":
+                    detail = "the bytes changed hold nothing the checkpoint uses"
+            self.add("checkpoint flip", f"run {i}: {n_bytes} byte(s) of latest.pt, train --resume", outcome, detail)
+        shutil.rmtree(self.work / "flipped-run", ignore_errors=True)
+
     # -- full disk --------------------------------------------------------------------------------------------------
     def small_disk(self, megabytes: int) -> tuple[Path, callable, str]:
         """A directory that fills after ``megabytes``: a tmpfs, or a file-size limit; (dir, preexec, how)."""
@@ -566,10 +590,11 @@ def main() -> None:
     p.add_argument("--states", type=int, default=1200, help="states of the recording the trials damage")
     p.add_argument("--kills", type=int, default=20, help="kill -9 trials of recording and of training, each")
     p.add_argument("--flips", type=int, default=20, help="byte-flipped files")
-    p.add_argument("--cuts", type=int, default=10, help="truncated files")
+    p.add_argument("--cuts", type=int, default=10, help="truncated recordings, and byte-flipped checkpoints")
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments, byte positions and lengths")
     p.add_argument("--only", nargs="*", default=None,
-                   help="families to run (kill-record kill-train flip cut full-disk wrong-teacher bad-flag)")
+                   help="families to run (kill-record kill-train flip cut checkpoint-flip full-disk wrong-teacher "
+                        "bad-flag)")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="fault-matrix-"))
@@ -579,6 +604,7 @@ def main() -> None:
     matrix.prepare()
     families = {"kill-record": lambda: matrix.kill_record(args.kills), "kill-train": lambda: matrix.kill_train(args.kills),
                 "flip": lambda: matrix.byte_flips(args.flips), "cut": lambda: matrix.truncations(args.cuts),
+                "checkpoint-flip": lambda: matrix.checkpoint_flips(args.cuts),
                 "full-disk": matrix.full_disk, "wrong-teacher": matrix.wrong_teacher, "bad-flag": matrix.bad_flags}
     for name, family in families.items():
         if args.only is None or name in args.only:

@@ -277,3 +277,23 @@ def test_a_full_disk_stops_recording_with_a_one_line_error_keeping_what_was_comm
         assert f.attrs["complete"] and int(f["committed"][0]) == 600
         assert np.array_equal(f["obs"][:committed], kept)  # nothing committed before the full disk was lost
     assert verify_recording(out, samples=32, progress=False)["failures"] == []
+
+
+def test_a_damaged_student_checkpoint_is_a_one_line_error_in_train_and_eval(checked_recording, tmp_path, capsys):
+    """torch.load does not check the CRC-32s torch.save writes: a changed weight would load silently."""
+    from distill.cli.evaluate import main as eval_main
+
+    run = tmp_path / "run"
+    assert train_main(["--dataset", str(checked_recording), *TRAIN_FLAGS, "--out", str(run)]) == 0
+    capsys.readouterr()
+    raw = bytearray((run / "latest.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # inside the tensors' bytes
+    (run / "latest.pt").write_bytes(bytes(raw))
+    for call in (lambda: eval_main(["--student", str(run), "--no-teacher", "--episodes", "1", "--device", "cpu"]),
+                 lambda: train_main(["--dataset", str(checked_recording), *TRAIN_FLAGS, "--out", str(run),
+                                     "--resume"])):
+        err = _one_line_error(capsys, call)
+        assert f"the student checkpoint {run / 'latest.pt'} is damaged" in err and "CRC-32" in err
+    (run / "latest.pt").write_bytes(bytes(raw[:1000]))  # cut short
+    assert "is damaged" in _one_line_error(capsys, lambda: eval_main(["--student", str(run), "--no-teacher",
+                                                                      "--episodes", "1", "--device", "cpu"]))

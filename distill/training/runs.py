@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -117,9 +118,30 @@ def save_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim
         raise write_failed(path.parent, exc) from None
 
 
+def damaged_member(path: Path) -> str | None:
+    """The first record of a torch checkpoint (a zip archive) whose bytes fail its CRC-32, or None.
+
+    ``torch.load`` does not check the CRCs ``torch.save`` writes, so a changed byte in a tensor would load as a
+    different weight without a word; Python's zipfile checks them (about 1 ms per MB)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(2) != b"PK":  # torch's legacy (pre-1.6) format: no CRCs to check
+                return None
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except zipfile.BadZipFile:
+        return "(the archive's directory)"
+    except (OSError, EOFError, ValueError) as exc:
+        return f"(unreadable: {exc})"
+
+
 def read_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict:
     """A student checkpoint's contents, read with ``weights_only=True``: tensors, numbers and containers only, so
     that a checkpoint someone else made can never run code. Checkpoints of every earlier version hold only those."""
+    bad = damaged_member(path)
+    if bad is not None:
+        raise UserError(f"the student checkpoint {path} is damaged ({bad} fails its CRC-32 check: its bytes changed "
+                        "on disk or it was cut short); restore it from a copy, or train the run again")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # damaged, truncated, or holding objects that only unpickling would build
