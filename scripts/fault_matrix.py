@@ -263,18 +263,22 @@ class Matrix:
             return "silent wrong", "; ".join(problems) or "rows changed", lost, duplicated
         return "ok", f"{n_before} states committed at the kill", 0, 0
 
+    def resume_recording(self, path: Path, log: str) -> tuple[str, str, int, int]:
+        """``--resume`` an interrupted recording to completion and check it against what it had committed."""
+        before = committed_digest(path)
+        rc, err = run(self.record_cmd(path, "--resume"), self.log(log))
+        outcome, detail = classify(rc, err)
+        if outcome != "ok":
+            return outcome, detail, 0, 0
+        return self.check_recording(path, before)
+
     def kill_record(self, trials: int) -> None:
         for i in range(trials):
             path = self.work / f"killed-{i}.h5"
             path.unlink(missing_ok=True)
             delay = self.rng.uniform(0.5, 0.95 * self.record_seconds)
             was_running, orphans = kill_at(self.record_cmd(path), delay, self.log("kill-record"))
-            before = committed_digest(path)
-            rc, err = run(self.record_cmd(path, "--resume"), self.log("resume-record"))
-            outcome, detail = classify(rc, err)
-            lost = duplicated = 0
-            if outcome == "ok":
-                outcome, detail, lost, duplicated = self.check_recording(path, before)
+            outcome, detail, lost, duplicated = self.resume_recording(path, "resume-record")
             what = f"kill -9 at {delay:.1f} s{'' if was_running else ' (had finished)'}, then --resume"
             self.add("kill record", what, outcome, detail, lost, duplicated, orphans)
             path.unlink(missing_ok=True)
@@ -401,12 +405,7 @@ class Matrix:
         moved = self.work / "after-full.h5"
         shutil.copy(path, moved) if path.exists() else moved.unlink(missing_ok=True)
         self.release(mount)
-        before = committed_digest(moved)
-        rc, err = run(self.record_cmd(moved, "--resume"), self.log("full-record-resume"))
-        outcome, detail = classify(rc, err)
-        lost = duplicated = 0
-        if outcome == "ok":
-            outcome, detail, lost, duplicated = self.check_recording(moved, before)
+        outcome, detail, lost, duplicated = self.resume_recording(moved, "full-record-resume")
         self.add("full disk", "the recording copied where there is space, then --resume", outcome, detail, lost,
                  duplicated)
         moved.unlink(missing_ok=True)

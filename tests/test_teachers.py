@@ -200,7 +200,7 @@ def test_time_limit_stops_cleanly_and_resume_finishes(tmp_path, capsys):
     assert read_meta(out)["steps"] >= 100
     code, line = run_cli(main, ["--game", "Breakout", "--steps", "10", "--out", str(tmp_path / "u.zip"),
                                 "--max-minutes", "0"], capsys)
-    assert code == 2 and "--max-minutes must be positive" in line
+    assert code == 2 and "--max-minutes must be a positive number" in line
 
 
 def test_ship_teacher_replaces_the_shipped_file_only_once_the_new_one_loads(sb3_models, tmp_path, monkeypatch, capsys):
