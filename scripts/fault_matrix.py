@@ -26,7 +26,7 @@ Each trial ends as ``ok`` (right result, exit 0), ``clean error`` (exit 2, one `
 ``traceback`` (any Python traceback, or another failure that is not a one-line error) or ``silent wrong``; the table
 also counts states lost, states duplicated and orphaned processes. Run from the repository root::
 
-    python scripts/fault_matrix.py --out docs/fault-matrix      # about 20 minutes on 2 CPU cores
+    python scripts/fault_matrix.py --out docs/fault-matrix      # about 14 minutes on 2 CPU cores
 
 It writes ``trials.jsonl`` (one line per trial, with the command's last error line) and ``table.md`` there.
 """
