@@ -54,7 +54,7 @@ def has_checksums(attrs) -> bool:
     return str(attrs.get("checksums", "")) == CHECKSUM
 
 
-def _raised_by_h5py(exc: BaseException) -> bool:
+def raised_by_h5py(exc: BaseException) -> bool:
     """Whether an exception comes from inside h5py (a read of damaged data or metadata), not from our own code."""
     tb = exc.__traceback__
     last = None
@@ -84,7 +84,7 @@ class RecordingFile(h5py.File):
             super().__exit__(exc_type, exc, tb)
         except Exception:  # closing a damaged file can fail too: the first error is the one to report
             pass
-        if exc is not None and isinstance(exc, (OSError, RuntimeError, KeyError, ValueError)) and _raised_by_h5py(exc):
+        if exc is not None and isinstance(exc, (OSError, RuntimeError, KeyError, ValueError)) and raised_by_h5py(exc):
             raise damaged_error(self._path, exc) from None
 
 
@@ -109,7 +109,7 @@ def read_range(dataset: h5py.Dataset, lo: int = 0, hi: int | None = None) -> np.
     try:
         return dataset[lo:hi]
     except (OSError, RuntimeError, ValueError) as exc:
-        if not _raised_by_h5py(exc):
+        if not raised_by_h5py(exc):
             raise
         raise dataset_damaged(dataset, exc, lo, dataset.shape[0] if hi is None else hi) from None
 
@@ -189,7 +189,7 @@ def open_recording(path: str | Path, require_complete: bool = True) -> h5py.File
         raise
     except (OSError, RuntimeError, KeyError, ValueError) as exc:  # damaged metadata: attributes, the episode table
         f.close()
-        if not _raised_by_h5py(exc):
+        if not raised_by_h5py(exc):
             raise
         raise damaged_error(path, exc) from None
 

@@ -24,6 +24,7 @@ LOGIT_TOLERANCE = 1e-3  # largest absolute difference of a stored logit from the
 GRAD_TOLERANCE = {"float16": 1e-2, "float32": 1e-3}
 DIRECTION_TOLERANCE = 1e-4  # largest | ||v|| - 1 | of a stored direction
 BLOCK = 64  # states recomputed by the teacher at a time
+CHECK_ALL = "--verify all"
 
 
 def _structure(f: h5py.File) -> list[str]:
@@ -199,9 +200,6 @@ def verify_recording(path: str | Path, teacher_spec: str | None = None, samples:
     return {"verified_states": int(len(idx)), "verified_all": samples is None,
             "max_relative_grad_error": grad_err, "max_abs_logit_error": logit_err,
             "checks": checks, "failures": failures}
-
-
-CHECK_ALL = "--verify all"
 
 
 def _read_rows(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:

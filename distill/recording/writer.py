@@ -35,7 +35,7 @@ from distill.environment import atari
 from distill.environment.errors import StateLostError, UserError
 from distill.recording.repair import clear_consistency_flags
 from distill.recording.schema import (CHECKSUM, EPISODE_FIELDS, LIVES_MEANING, PER_STATE, SCHEMA_VERSION,
-                                      _raised_by_h5py, open_for_reading, seal_attributes)
+                                      open_for_reading, raised_by_h5py, seal_attributes)
 from distill.sobolev import input_gradients, random_unit_vectors
 
 GRAD_DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -304,11 +304,12 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
         resumes, stored = _truncate_to_committed(out)
         episodes = {name: list(stored[name]) for name in EPISODE_FIELDS}
     else:
+        partial = out.with_name(out.name + ".creating")
         try:  # made whole under another name, then renamed: a kill never leaves half a file at --out
-            partial = out.with_name(out.name + ".creating")
             _create_file(partial, cfg, n_actions, teacher.path, teacher.sha256)
             partial.replace(out)
         except OSError as exc:
+            partial.unlink(missing_ok=True)
             raise UserError(f"cannot write {out}: {exc}; choose a writable --out") from None
 
     seed = cfg.seed + 100_003 * resumes  # fresh games after a resume, still reproducible
@@ -374,7 +375,7 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
             bar.update(take)
         writer.flush({k: np.asarray(v) for k, v in episodes.items()})
     except (OSError, RuntimeError) as exc:  # a full disk, a lost mount: what was committed stays readable
-        if not isinstance(exc, OSError) and not _raised_by_h5py(exc):
+        if not isinstance(exc, OSError) and not raised_by_h5py(exc):
             raise
         failure = exc
     finally:

@@ -251,8 +251,9 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
                 metrics = evaluate_loaded(student, capped_obs, capped_logits)
                 # checked here, not at every step (which would stall a GPU): a NaN anywhere since the last checkpoint
                 # shows in the summed losses or the evaluation, and stops the run before a checkpoint takes it in
-                if not all_finite({**running.means(), **metrics}):
-                    raise diverged(run_dir, step, last_saved, {**running.means(), **metrics})
+                measured = {**running.means(), **metrics}
+                if not all_finite(measured):
+                    raise diverged(run_dir, step, last_saved, measured)
                 with writes_to(run_dir):
                     logger.log(step, running, metrics)
                 running = _Running()
