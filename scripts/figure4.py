@@ -291,7 +291,8 @@ def main(argv=None) -> int:
         [f"{unrecorded} run{'s' * (unrecorded > 1)} with no device recorded"] if unrecorded else [])
     lines = [f"Figure 4 reproduction on `{args.dataset}` ({game}): final held-out metrics, mean ± std over "
              f"{args.seeds} seeds; {args.steps} steps, batch {args.batch_size}, lr {args.lr} ({args.lr_schedule}, "
-             f"warm-up {args.lr_warmup:g} of the steps), student {args.student}, distance {args.distance}, "
+             f"warm-up {args.lr_warmup:g} of the steps), student {args.student}"
+             f"{'' if args.activation == 'relu' else f' ({args.activation})'}, distance {args.distance}, "
              f"KL {args.kl}, split seed {args.split_seed}, alpha schedule {args.alpha_schedule}"
              f"{falling_description(args.alpha_until) if args.alpha_schedule == 'linear' else ''}, "
              "Sobolev directions "

@@ -9,6 +9,7 @@ import torch
 
 from distill.training.losses import distillation_loss, kl_student_teacher, kl_teacher_student, sobolev_distance
 from distill.sobolev import input_gradients, random_unit_vectors
+from distill.environment.errors import UserError
 from distill.training.students import STUDENTS, count_parameters, make_student
 
 
@@ -45,6 +46,34 @@ def test_students_registry_and_sizes():
     assert sizes["nature-half"] == 882_084  # the teacher's convs (77,984 parameters) and 3136 * 256 + 256 * 4 + biases
     x = torch.rand(2, 4, 84, 84)
     assert make_student("paper", 6)(x).shape == (2, 6)
+    with pytest.raises(UserError, match="unknown --activation 'gelu'; choose one of relu, silu"):
+        make_student("paper", 4, "gelu")
+
+
+def _input_gradient(student: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = x.clone().requires_grad_(True)
+    return torch.autograd.grad(student(x)[:, 0].sum(), x)[0]
+
+
+@pytest.mark.parametrize("activation", ["silu", "tanh", "softplus"])
+def test_smooth_students_have_input_gradients_that_move_with_the_input(activation):
+    """Why the option exists: a ReLU student's input gradient is piecewise constant (a tiny step of the input leaves
+    it exactly as it was), a smooth student's changes in proportion to the step."""
+    torch.manual_seed(1)
+    x, step = torch.rand(1, 4, 84, 84, dtype=torch.float64), 1e-6 * torch.randn(1, 4, 84, 84, dtype=torch.float64)
+    torch.manual_seed(0)
+    relu = make_student("small", 4).double()
+    assert torch.equal(_input_gradient(relu, x), _input_gradient(relu, x + step))
+    torch.manual_seed(0)
+    smooth = make_student("small", 4, activation).double()
+    # the same weights as the ReLU student (the activation holds no parameters): only the activation differs
+    for a, b in zip(relu.parameters(), smooth.parameters()):
+        assert torch.equal(a, b)
+    assert sum(isinstance(m, type(smooth.head[1])) for m in smooth.modules()) == 3  # two conv layers and the hidden one
+    change = _input_gradient(smooth, x + step) - _input_gradient(smooth, x)
+    change_twice = _input_gradient(smooth, x + 2 * step) - _input_gradient(smooth, x)
+    assert change.abs().max() > 0
+    torch.testing.assert_close(change_twice, 2 * change, rtol=1e-3, atol=1e-12)
 
 
 def test_alpha_zero_is_plain_kl_and_sobolev_term_is_zero_for_the_teacher_itself():

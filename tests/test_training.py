@@ -210,6 +210,30 @@ def test_warmup_ramps_the_rate_and_older_runs_count_as_made_without_it(recording
                  progress=False)["step"] == 20
 
 
+def test_a_smooth_student_trains_loads_as_it_was_trained_and_older_runs_are_relu(recording, tmp_path):
+    from distill.training.runs import load_student, read_run_config
+
+    run = tmp_path / "silu"
+    final = train(cfg(recording, steps=10, activation="silu"), run, torch.device("cpu"), progress=False)
+    student, info = load_student(run)
+    assert info["config"]["activation"] == "silu"
+    assert sum(isinstance(m, torch.nn.SiLU) for m in student.modules()) == 3
+    assert not any(isinstance(m, torch.nn.ReLU) for m in student.modules())
+    from distill.training.data import recording_episodes
+
+    split = split_by_episodes(recording_episodes(recording)[0], 0.5, 0)
+    assert evaluate_states(student, recording, split.test_rows, torch.device("cpu"))["test_kl"] == pytest.approx(
+        final["test_kl"], rel=1e-5)
+    # another activation is another run: --resume refuses it, naming the setting
+    with pytest.raises(UserError, match="other settings.*activation"):
+        train(cfg(recording, steps=10), run, torch.device("cpu"), resume=True, progress=False)
+    # a run made before the option existed has no activation in its config: it was a ReLU student
+    stored = json.loads((run / "config.json").read_text())
+    del stored["config"]["activation"]
+    (run / "config.json").write_text(json.dumps(stored))
+    assert read_run_config(run / "config.json")["config"]["activation"] == "relu"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_runs_resume_on_cuda_and_across_devices(recording, tmp_path):
     # the checkpoint holds the CPU batch generator's state: loading it onto the GPU once broke every CUDA resume

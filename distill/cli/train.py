@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     # recorded-direction Sobolev training needs a recording with gradients; KL-only and live-teacher runs take any
     dataset = args.dataset or find_latest_recording(game, needs_gradients=args.alpha > 0 and not args.teacher)
     cfg = from_arguments(args, dataset=str(dataset), game=game)
-    out = args.out or Path("data/runs") / f"{game.lower()}-{args.student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
-    print(f"distilling {dataset} into a '{args.student}' student on {device} -> {out}", file=sys.stderr)
+    student = args.student if args.activation == "relu" else f"{args.student}-{args.activation}"
+    out = args.out or Path("data/runs") / f"{game.lower()}-{student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
+    print(f"distilling {dataset} into a '{args.student}' student ({args.activation}) on {device} -> {out}", file=sys.stderr)
     final = train(cfg, out, device, resume=args.resume, force=args.force)
     print(json.dumps(final, indent=2))
     return 0

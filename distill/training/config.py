@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 
 from distill.environment.errors import UserError
 from distill.training.losses import KL_DIRECTIONS, SOBOLEV_DISTANCES
-from distill.training.students import STUDENTS
+from distill.training.students import ACTIVATIONS, STUDENTS
 
 LR_SCHEDULES = ("constant", "cosine")
 ALPHA_SCHEDULES = ("constant", "linear")
@@ -43,6 +43,9 @@ class TrainConfig:
     alpha: float = option(1.0, "weight of the Sobolev term; 0 = plain KL distillation")
     fraction: float = option(0.1, "share of the states (whole episodes) used for training, in (0, 1)")
     student: str = option("paper", "student network", choices=tuple(STUDENTS))
+    activation: str = option(
+        "relu", "the student's hidden activation (relu: the paper's; silu, tanh, softplus: smooth, so that its input "
+        "gradient is too)", choices=tuple(ACTIVATIONS))
     steps: int = option(8000, "optimiser steps")
     batch_size: int = option(64, "states per step")
     # measured on Breakout with the cosine decay: docs/results.md ("Learning rate")

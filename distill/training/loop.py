@@ -205,7 +205,7 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         start_over(run_dir)
 
     torch.manual_seed(cfg.seed)
-    student = make_student(cfg.student, int(attrs["n_actions"])).to(device)
+    student = make_student(cfg.student, int(attrs["n_actions"]), cfg.activation).to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     step, best = 0, float("inf")

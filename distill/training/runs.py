@@ -31,7 +31,7 @@ METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "
 # settings added to TrainConfig after runs were published, at the value those older runs were made with
 SETTINGS_ADDED_LATER: dict[str, object] = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0,
                                            "life_loss_window": 16, "alpha_schedule": "constant", "alpha_until": 1.0,
-                                           "trust_checkpoint": False}
+                                           "trust_checkpoint": False, "activation": "relu"}
 
 
 def read_run_config(config_json: Path) -> dict:
@@ -212,7 +212,7 @@ def load_student(run_dir: str | Path, which: str = "latest",
         raise UserError(f"{run_dir} is not a finished distill-train run (needs config.json and {which}.pt); "
                         "train one with `distill-train`")
     info = read_run_config(config_path)
-    student = make_student(info["config"]["student"], int(info["n_actions"]))
+    student = make_student(info["config"]["student"], int(info["n_actions"]), info["config"]["activation"])
     state = read_checkpoint(checkpoint, device)
     student.load_state_dict(state["model"])
     student.to(device).eval()

@@ -4,6 +4,10 @@ The paper distils a teacher with 3 conv layers and two fully connected layers (N
 32-64-64 filters, 512 hidden units, about 1.7M parameters with 4 actions) into a student with
 2 conv layers and a single, smaller fully connected layer. The default ``paper`` student is the
 2013 DQN network (16 8x8/4 and 32 4x4/2 filters, 256 hidden units, about 0.68M parameters).
+
+Every student uses ReLU by default, as the paper's do. A ReLU network's input gradient is piecewise constant in its
+input, so the Sobolev term can match slopes but gives the kinks no signal; ``activation`` swaps in a smooth one
+(docs/results.md, "Student activation", measures whether that helps).
 """
 
 from __future__ import annotations
@@ -17,20 +21,27 @@ from distill.environment import atari
 from distill.environment.errors import UserError
 
 
-class ConvPolicy(nn.Module):
-    """Conv layers (ReLU) -> one hidden fully connected layer (ReLU) -> action logits."""
+# hidden-layer activations a student can use; relu is the paper's, the others have smooth input gradients
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh,
+                                                   "softplus": nn.Softplus}
 
-    def __init__(self, n_actions: int, convs: list[tuple[int, int, int]], hidden: int):
+
+class ConvPolicy(nn.Module):
+    """Conv layers -> one hidden fully connected layer -> action logits, with one activation after each hidden
+    layer (ReLU unless told otherwise)."""
+
+    def __init__(self, n_actions: int, convs: list[tuple[int, int, int]], hidden: int, activation: str = "relu"):
         super().__init__()
+        act = ACTIVATIONS[activation]
         layers: list[nn.Module] = []
         channels = atari.OBS_SHAPE[0]
         for out_channels, kernel, stride in convs:
-            layers += [nn.Conv2d(channels, out_channels, kernel, stride=stride), nn.ReLU()]
+            layers += [nn.Conv2d(channels, out_channels, kernel, stride=stride), act()]
             channels = out_channels
         self.features = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
             n_flat = self.features(torch.zeros(1, *atari.OBS_SHAPE)).shape[1]
-        self.head = nn.Sequential(nn.Linear(n_flat, hidden), nn.ReLU(), nn.Linear(hidden, n_actions))
+        self.head = nn.Sequential(nn.Linear(n_flat, hidden), act(), nn.Linear(hidden, n_actions))
         self.n_actions = n_actions
 
     def forward(self, obs_scaled: torch.Tensor) -> torch.Tensor:
@@ -39,21 +50,25 @@ class ConvPolicy(nn.Module):
 
 NATURE_CONVS = [(32, 8, 4), (64, 4, 2), (64, 3, 1)]  # the teacher's (NatureCNN's) conv layers: filters, kernel, stride
 
-STUDENTS: dict[str, Callable[[int], nn.Module]] = {
-    "small": lambda a: ConvPolicy(a, [(8, 8, 4), (16, 4, 2)], 128),
-    "paper": lambda a: ConvPolicy(a, [(16, 8, 4), (32, 4, 2)], 256),
+# name -> (conv layers, hidden units)
+STUDENTS: dict[str, tuple[list[tuple[int, int, int]], int]] = {
+    "small": ([(8, 8, 4), (16, 4, 2)], 128),
+    "paper": ([(16, 8, 4), (32, 4, 2)], 256),
     # the teacher's three conv layers with half its hidden units: 0.88M parameters, 52% of the teacher, to tell
     # whether what the teacher-sized student gains at small fractions comes from its conv stack or its width
-    "nature-half": lambda a: ConvPolicy(a, NATURE_CONVS, 256),
-    "nature": lambda a: ConvPolicy(a, NATURE_CONVS, 512),  # the teacher's shape
+    "nature-half": (NATURE_CONVS, 256),
+    "nature": (NATURE_CONVS, 512),  # the teacher's shape
 }
 
 
-def make_student(name: str, n_actions: int) -> nn.Module:
-    """Build a registered student; unknown names are a user error listing the choices."""
+def make_student(name: str, n_actions: int, activation: str = "relu") -> nn.Module:
+    """Build a registered student; unknown names or activations are a user error listing the choices."""
     if name not in STUDENTS:
         raise UserError(f"unknown --student {name!r}; choose one of {', '.join(STUDENTS)}")
-    return STUDENTS[name](n_actions)
+    if activation not in ACTIVATIONS:
+        raise UserError(f"unknown --activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    convs, hidden = STUDENTS[name]
+    return ConvPolicy(n_actions, convs, hidden, activation)
 
 
 def count_parameters(model: nn.Module) -> int:
