@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 import torch
 
 from distill.benchmarks.functions import FUNCTIONS
-from distill.benchmarks.regression import RegressionConfig, run_regression
+from distill.benchmarks.regression import RegressionConfig, fit_regressor, run_regression
 
 from script_helpers import one_line_error, script_module
 
@@ -64,3 +65,33 @@ def test_bad_flags_give_one_line_errors(tmp_path, capsys):
         assert message in one_line_error(script.main, argv if "--out" in argv else ["--out", str(tmp_path / "out")] + argv,
                                          capsys)
     assert not (tmp_path / "out").exists()  # nothing written before the flags were checked
+
+
+def test_training_curves_split_the_loss_and_both_methods_start_from_the_same_point():
+    """At step 0 both methods hold the same weights and batch, so the curve's two terms agree; regular's gradient
+    term is only measured, so it is not what its training lowers, and the last point is the final loss."""
+    cfg = RegressionConfig(steps=40, n_test=100, activation="tanh")
+    regular = fit_regressor(FUNCTIONS["booth"], 20, "regular", 0, cfg, curve_every=10)
+    sobolev = fit_regressor(FUNCTIONS["booth"], 20, "sobolev", 0, cfg, curve_every=10)
+    assert [c[0] for c in regular.curve] == [0, 10, 20, 30, 39]
+    assert regular.curve[0] == sobolev.curve[0]
+    assert regular.curve[-1][1] == regular.final_loss  # regular trains on the value term alone
+    # sobolev trains on the sum; its gradient term falls further than regular's measured one
+    assert sobolev.curve[-1][1] + sobolev.curve[-1][2] == pytest.approx(sobolev.final_loss, rel=1e-6)
+    assert sobolev.curve[-1][2] < regular.curve[-1][2]
+    # the curve costs evaluations, not results: the same fit without it
+    plain = fit_regressor(FUNCTIONS["booth"], 20, "regular", 0, cfg)
+    for a, b in zip(plain.model.parameters(), regular.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_figure3_script_writes_the_surfaces_and_the_curves(tmp_path):
+    script = script_module("regression_figure3")
+    assert script.main(["--out", str(tmp_path), "--steps", "6", "--curve-every", "3", "--grid", "8"]) == 0
+    with (tmp_path / "training-loss.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    # 2 activations x 2 sizes x 2 methods, at steps 0, 3 and 5
+    assert {(r["activation"], r["n_train"], r["method"]) for r in rows} == {
+        (a, n, m) for a in ("relu", "tanh") for n in ("20", "100") for m in ("regular", "sobolev")}
+    assert len(rows) == 8 * 3
+    assert (tmp_path / "figure3.png").stat().st_size > 1000 and (tmp_path / "training-loss.png").stat().st_size > 1000
