@@ -11,6 +11,7 @@ from distill.environment.device import resolve_device
 from distill.environment.errors import RESUME_HINT, cli_entry
 from distill.recording.schema import find_latest_recording
 from distill.training.config import add_arguments, from_arguments
+from distill.training import distributed
 from distill.training.loop import train
 
 
@@ -18,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="distill-train",
         description="Train a student on a recording: KL(teacher || student) + alpha * distance between the student's "
-                    "and the teacher's projected input gradients grad_s <log pi(s), v>. Splits by whole episodes.",
+                    "and the teacher's projected input gradients grad_s <log pi(s), v>. Splits by whole episodes. "
+                    "On several GPUs or processes: torchrun --nproc_per_node N -m distill.cli.train ... (--batch-size "
+                    "is the global batch, split over the processes).",
     )
     p.add_argument("--dataset", type=Path, default=None,
                    help="recording (.h5); default: the newest complete recording of --game under data/ "
@@ -47,9 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     cfg = from_arguments(args, dataset=str(dataset), game=game)
     student = args.student if args.activation == "relu" else f"{args.student}-{args.activation}"
     out = args.out or Path("data/runs") / f"{game.lower()}-{student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
-    print(f"distilling {dataset} into a '{args.student}' student ({args.activation}) on {device} -> {out}", file=sys.stderr)
-    final = train(cfg, out, device, resume=args.resume, force=args.force)
-    print(json.dumps(final, indent=2))
+    ranks, device = distributed.start(device, cfg.batch_size)  # one process, or this rank's share under torchrun
+    try:
+        if ranks.is_main:
+            processes = f" x {ranks.world_size} processes" if ranks.distributed else ""
+            print(f"distilling {dataset} into a '{args.student}' student ({args.activation}) on {device}{processes} "
+                  f"-> {out}", file=sys.stderr)
+        final = train(cfg, out, device, resume=args.resume, force=args.force, ranks=ranks)
+    finally:
+        distributed.stop()
+    if ranks.is_main:
+        print(json.dumps(final, indent=2))
     return 0
 
 

@@ -25,6 +25,7 @@ from distill.recording.lives import before_life_loss, read_lives
 from distill.recording.schema import has_gradients, no_gradients_error, open_recording, read_range, require_finite
 from distill.sobolev import input_gradients, random_unit_vectors
 from distill.training.config import TrainConfig
+from distill.training.distributed import Ranks, from_main, mean_over_ranks, wrap
 from distill.training.data import Split, TrainingData, read_rows, recording_episodes, split_by_episodes
 from distill.training.losses import distillation_loss
 from distill.training.metrics import evaluate_loaded, evaluate_states
@@ -71,9 +72,13 @@ def recording_teacher(spec: str, dataset: str | Path, attrs: dict, device: torch
 
 
 def live_projections(teacher: torch.nn.Module, obs_scaled: torch.Tensor, n_actions: int, k: int,
-                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fresh unit directions v and the teacher's grad_s <log pi*(s), v> for a batch (the paper's estimator)."""
-    dirs = random_unit_vectors(len(obs_scaled), k, n_actions, generator=generator).to(obs_scaled.device)
+                     generator: torch.Generator, share: slice | None = None,
+                     draws: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh unit directions v and the teacher's grad_s <log pi*(s), v> for a batch (the paper's estimator). Under
+    several processes each draws the directions of the whole global batch (``draws``) and keeps its ``share``, so
+    that the directions are those one process would draw."""
+    dirs = random_unit_vectors(draws or len(obs_scaled), k, n_actions, generator=generator)[share or slice(None)]
+    dirs = dirs.to(obs_scaled.device)
     with torch.enable_grad():
         x = obs_scaled.detach().requires_grad_(True)
         grads = input_gradients(torch.log_softmax(teacher(x), 1), x, dirs, create_graph=False)
@@ -114,7 +119,7 @@ def _capped_test_set(cfg: TrainConfig, split: Split, device: torch.device) -> tu
 
 
 def _write_config(run_dir: Path, cfg: TrainConfig, attrs: dict, split: Split, student: torch.nn.Module,
-                  live: bool, weights: torch.Tensor | None, device: torch.device) -> None:
+                  live: bool, weights: torch.Tensor | None, device: torch.device, world_size: int) -> None:
     text = json.dumps({
         "config": asdict(cfg), "n_actions": int(attrs["n_actions"]), "student_parameters": count_parameters(student),
         "train_states": int(len(split.train_rows)), "test_states": int(len(split.test_rows)),
@@ -125,7 +130,8 @@ def _write_config(run_dir: Path, cfg: TrainConfig, attrs: dict, split: Split, st
             "train_states_before_life_loss": int((weights != 1.0).sum()),
             "share_of_draws_before_life_loss": float(weights[weights != 1.0].sum() / weights.sum())}),
         # float sums on the CPU depend on the CPU and the thread count: reruns are bit-identical only where they match
-        "device": str(device), "torch_threads": torch.get_num_threads(), "cpu_model": cpu_model(),
+        "device": str(device), "processes": world_size, "torch_threads": torch.get_num_threads(),
+        "cpu_model": cpu_model(),
         "torch_version": torch.__version__, "package_version": __version__,
         "command": " ".join(sys.argv)}, indent=2)
     tmp = run_dir / "config.json.tmp"  # written whole, then renamed: a kill never leaves half a config
@@ -148,10 +154,12 @@ class _Running:
         if out.sobolev is not None:
             self.sobolev, self.sobolev_steps = self.sobolev + out.sobolev.detach(), self.sobolev_steps + 1
 
-    def means(self) -> dict:
+    def means(self, ranks: Ranks = Ranks(), device: torch.device | None = None) -> dict:
+        """The means since the last evaluation, over every rank's slices (a collective: every rank calls it)."""
         n = max(self.steps, 1)
-        return {"train_loss": float(self.loss) / n, "train_kl": float(self.kl) / n,
-                "train_sobolev": float(self.sobolev) / self.sobolev_steps if self.sobolev_steps else ""}
+        loss, kl, sobolev = (float(mean_over_ranks(v, ranks, device)) for v in (self.loss, self.kl, self.sobolev))
+        return {"train_loss": loss / n, "train_kl": kl / n,
+                "train_sobolev": sobolev / self.sobolev_steps if self.sobolev_steps else ""}
 
 
 @dataclass
@@ -170,9 +178,9 @@ class _Logger:
 
         self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
-    def log(self, step: int, running: _Running, metrics: dict) -> None:
+    def log(self, step: int, train_means: dict, metrics: dict) -> None:
         elapsed = time.time() - self.start
-        row = {"step": step, "samples": step * self.cfg.batch_size, **running.means(), **metrics,
+        row = {"step": step, "samples": step * self.cfg.batch_size, **train_means, **metrics,
                "seconds": round(self.seconds_before + elapsed, 3)}
         append_metrics(self.run_dir, row)
         for key in ("train_loss", "train_kl", "test_action_error", "test_kl", "train_sobolev"):
@@ -193,15 +201,17 @@ class _Logger:
 
 
 def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = False, force: bool = False,
-          progress: bool = True) -> dict:
-    """Train one student; returns the final held-out metrics (also in ``run_dir/metrics.json``)."""
+          progress: bool = True, ranks: Ranks = Ranks()) -> dict:
+    """Train one student; returns the final held-out metrics (also in ``run_dir/metrics.json``). Under torchrun
+    (``ranks`` from :func:`distill.training.distributed.start`) every rank trains on its slice of each global batch
+    and rank 0 alone evaluates and writes."""
     cfg.validate()
     run_dir = Path(run_dir)
     episode_of_state, attrs = _check_recording(cfg)
     split = split_by_episodes(episode_of_state, cfg.fraction, cfg.split_seed)
     check_run_dir(run_dir, cfg, resume, force)
     weights = sampling_weights(cfg, episode_of_state, split.train_rows)
-    if force and not resume:
+    if force and not resume and ranks.is_main:
         start_over(run_dir)
 
     torch.manual_seed(cfg.seed)
@@ -214,30 +224,35 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
 
     live = recording_teacher(cfg.teacher, cfg.dataset, attrs, device, cfg.trust_checkpoint) if cfg.alpha > 0 and cfg.teacher else None
     data = TrainingData(Path(cfg.dataset), split.train_rows, device, with_gradients=cfg.alpha > 0 and live is None)
-    capped_obs, capped_logits = _capped_test_set(cfg, split, device)
-    with writes_to(run_dir):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(run_dir, cfg, attrs, split, student, live is not None, weights, device)
-        seconds_before = start_metrics_log(run_dir, step)
+    if ranks.is_main:
+        capped_obs, capped_logits = _capped_test_set(cfg, split, device)
+        with writes_to(run_dir):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_config(run_dir, cfg, attrs, split, student, live is not None, weights, device, ranks.world_size)
+            seconds_before = start_metrics_log(run_dir, step)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"distil a={cfg.alpha:g} f={cfg.fraction:g}", unit="step",
-               disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    with writes_to(run_dir):
-        logger = _Logger(run_dir, cfg, bar, seconds_before, start_step=step)
+               disable=not (progress and ranks.is_main), dynamic_ncols=True, mininterval=1.0)
+    logger = None
+    if ranks.is_main:
+        with writes_to(run_dir):
+            logger = _Logger(run_dir, cfg, bar, seconds_before, start_step=step)
 
     running = _Running()
+    model = wrap(student, ranks, device)  # what the step calls: the student, or DDP around it
+    share = ranks.local_share(cfg.batch_size)  # this rank's slice of each global batch
     student.train()
     last_saved = step
     try:
         while step < cfg.steps:
             if weights is None:
-                idx = torch.randint(data.n, (cfg.batch_size,), generator=gen).to(device)
+                idx = torch.randint(data.n, (cfg.batch_size,), generator=gen)[share].to(device)
             else:
-                idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen).to(device)
+                idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)[share].to(device)
             obs, teacher_logits, dirs, grads = data.batch(idx)
             if live is not None:  # as many fresh directions per state as the recording holds (one if it holds none)
                 dirs, grads = live_projections(live, obs, int(attrs["n_actions"]), max(1, int(attrs["projections"])),
-                                               gen)
-            out = distillation_loss(student, obs, teacher_logits, sobolev_weight(cfg, step), dirs, grads, cfg.kl,
+                                               gen, share, cfg.batch_size)
+            out = distillation_loss(model, obs, teacher_logits, sobolev_weight(cfg, step), dirs, grads, cfg.kl,
                                     cfg.distance)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step)
@@ -248,32 +263,49 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             running.add(out)
             bar.update(1)
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                metrics = evaluate_loaded(student, capped_obs, capped_logits)
-                # checked here, not at every step (which would stall a GPU): a NaN anywhere since the last checkpoint
-                # shows in the summed losses or the evaluation, and stops the run before a checkpoint takes it in
-                measured = {**running.means(), **metrics}
-                if not all_finite(measured):
-                    raise diverged(run_dir, step, last_saved, measured)
-                with writes_to(run_dir):
-                    logger.log(step, running, metrics)
+                train_means = running.means(ranks, device)
                 running = _Running()
-                if metrics["test_kl"] < best:
-                    best = metrics["test_kl"]
-                    save_checkpoint(run_dir / "best.pt", student, optimizer, step, best, gen)
-                save_checkpoint(run_dir / "latest.pt", student, optimizer, step, best, gen)
+                stopped = None  # rank 0's reason to stop, told to every rank
+                if ranks.is_main:
+                    metrics = evaluate_loaded(student, capped_obs, capped_logits)
+                    # checked here, not at every step (which would stall a GPU): a NaN anywhere since the last
+                    # checkpoint shows in the summed losses or the evaluation, and stops the run before a checkpoint
+                    # takes it in
+                    measured = {**train_means, **metrics}
+                    if not all_finite(measured):
+                        stopped = str(diverged(run_dir, step, last_saved, measured))
+                    else:
+                        with writes_to(run_dir):
+                            logger.log(step, train_means, metrics)
+                        if metrics["test_kl"] < best:
+                            best = metrics["test_kl"]
+                            save_checkpoint(run_dir / "best.pt", student, optimizer, step, best, gen)
+                        save_checkpoint(run_dir / "latest.pt", student, optimizer, step, best, gen)
+                stopped = from_main(stopped, ranks)
+                if stopped:
+                    raise UserError(stopped)
                 last_saved = step
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
+        else:
+            bar.close()
 
-    final = evaluate_states(student, Path(cfg.dataset), split.test_rows, device)  # the whole held-out set
-    if not all_finite(final):
-        raise diverged(run_dir, step, last_saved, final)
-    final.update({"step": step, "alpha": cfg.alpha, "fraction": cfg.fraction, "seed": cfg.seed,
-                  "student": cfg.student, "best_capped_test_kl": best})
-    tmp = run_dir / "metrics.json.tmp"
-    with writes_to(run_dir):
-        tmp.write_text(json.dumps(final, indent=2, allow_nan=False))  # NaN or Infinity can never read as a success
-        tmp.replace(run_dir / "metrics.json")
+    final = None
+    if ranks.is_main:
+        final = evaluate_states(student, Path(cfg.dataset), split.test_rows, device)  # the whole held-out set
+        if all_finite(final):
+            final.update({"step": step, "alpha": cfg.alpha, "fraction": cfg.fraction, "seed": cfg.seed,
+                          "student": cfg.student, "best_capped_test_kl": best})
+            tmp = run_dir / "metrics.json.tmp"
+            with writes_to(run_dir):
+                tmp.write_text(json.dumps(final, indent=2, allow_nan=False))  # NaN or Infinity never reads as success
+                tmp.replace(run_dir / "metrics.json")
+        else:
+            final = str(diverged(run_dir, step, last_saved, final))
+    final = from_main(final, ranks)
+    if isinstance(final, str):
+        raise UserError(final)
     return final
 
 
