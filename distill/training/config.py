@@ -24,7 +24,7 @@ EXPERIMENTAL_TITLE = "experimental (research settings that no recommended settin
 GRADIENT_TERM_SETTINGS: dict[str, object] = {"teacher": None, "trust_checkpoint": False, "alpha_schedule": "constant",
                                              "alpha_until": 1.0}
 # how a file is read, not what the run computes: never a reason to refuse --resume
-NOT_COMPARED = ("trust_checkpoint",)
+NOT_COMPARED = ("trust_checkpoint", "max_memory")
 
 
 def option(default, help: str, *, choices: tuple[str, ...] | None = None, experimental: bool = False,
@@ -69,6 +69,9 @@ class TrainConfig:
     trust_checkpoint: bool = option(
         False, "load --teacher with stable-baselines3's own loader (or as TorchScript): runs code from the file; "
         "only for files you trust")
+    max_memory: float | None = option(
+        None, "GiB the training rows may take in memory; rows that need more are read from the recording as training "
+        "goes, in worker processes, with the same batches (default: half of this machine's memory)")
     eval_every: int = option(500, "steps between held-out evaluations")
     test_cap: int = option(5000, "held-out states used at each periodic evaluation (the final one uses all)")
     seed: int = option(0, "initialisation and batch seed")
@@ -102,6 +105,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_every", "test_cap", "life_loss_window"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        if self.max_memory is not None and (not self.max_memory > 0 or not math.isfinite(self.max_memory)):
+            raise UserError(f"--max-memory is in GiB and must be positive, got {self.max_memory}")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise UserError(f"--lr must be positive, got {self.lr}")
         if not 0.0 <= self.lr_warmup < 1.0 or not math.isfinite(self.lr_warmup):

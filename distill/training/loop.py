@@ -31,6 +31,7 @@ from distill.training.losses import distillation_loss
 from distill.training.metrics import evaluate_loaded, evaluate_states
 from distill.training.runs import (append_metrics, check_run_dir, load_checkpoint, save_checkpoint, start_metrics_log,
                                    start_over, writes_to)
+from distill.training.streaming import GiB, StreamingData, default_memory_budget, draw_batch, training_bytes
 from distill.training.students import count_parameters, make_student
 
 
@@ -108,6 +109,19 @@ def _check_recording(cfg: TrainConfig) -> tuple[np.ndarray, dict]:
     return episode_of_state, attrs
 
 
+def training_data(cfg: TrainConfig, split: Split, attrs: dict, device: torch.device, with_gradients: bool,
+                  announce: bool = False) -> TrainingData | StreamingData:
+    """The training rows in memory when they fit ``--max-memory``, else read from the recording as training goes."""
+    budget = cfg.max_memory if cfg.max_memory is not None else default_memory_budget()
+    needed = training_bytes(len(split.train_rows), attrs, with_gradients)
+    if needed <= budget * GiB:
+        return TrainingData(Path(cfg.dataset), split.train_rows, device, with_gradients=with_gradients)
+    if announce:
+        print(f"the training rows need {needed / GiB:.2f} GiB, more than --max-memory {budget:.2f} GiB: reading "
+              "them from the recording as training goes", file=sys.stderr)
+    return StreamingData(Path(cfg.dataset), split.train_rows, device, with_gradients=with_gradients)
+
+
 def _capped_test_set(cfg: TrainConfig, split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed sample of at most ``test_cap`` held-out states, loaded once: the periodic evaluations reuse it."""
     rows = np.sort(np.random.default_rng(cfg.split_seed).choice(
@@ -119,13 +133,15 @@ def _capped_test_set(cfg: TrainConfig, split: Split, device: torch.device) -> tu
 
 
 def _write_config(run_dir: Path, cfg: TrainConfig, attrs: dict, split: Split, student: torch.nn.Module,
-                  live: bool, weights: torch.Tensor | None, device: torch.device, world_size: int) -> None:
+                  live: bool, weights: torch.Tensor | None, device: torch.device, world_size: int,
+                  streamed: bool) -> None:
     text = json.dumps({
         "config": asdict(cfg), "n_actions": int(attrs["n_actions"]), "student_parameters": count_parameters(student),
         "train_states": int(len(split.train_rows)), "test_states": int(len(split.test_rows)),
         "train_episodes": int(len(split.train_episodes)), "test_episodes": int(len(split.test_episodes)),
         "teacher_sha256": str(attrs["teacher_sha256"]),
         "directions": "live teacher, fresh every step" if live else "recorded",
+        "training_rows": "streamed from the recording" if streamed else "in memory",
         **({} if weights is None else {
             "train_states_before_life_loss": int((weights != 1.0).sum()),
             "share_of_draws_before_life_loss": float(weights[weights != 1.0].sum() / weights.sum())}),
@@ -223,12 +239,15 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
         step, best = load_checkpoint(run_dir / "latest.pt", student, optimizer, gen)
 
     live = recording_teacher(cfg.teacher, cfg.dataset, attrs, device, cfg.trust_checkpoint) if cfg.alpha > 0 and cfg.teacher else None
-    data = TrainingData(Path(cfg.dataset), split.train_rows, device, with_gradients=cfg.alpha > 0 and live is None)
+    data = training_data(cfg, split, attrs, device, with_gradients=cfg.alpha > 0 and live is None,
+                         announce=ranks.is_main and progress)
+    streamed = isinstance(data, StreamingData)
     if ranks.is_main:
         capped_obs, capped_logits = _capped_test_set(cfg, split, device)
         with writes_to(run_dir):
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_config(run_dir, cfg, attrs, split, student, live is not None, weights, device, ranks.world_size)
+            _write_config(run_dir, cfg, attrs, split, student, live is not None, weights, device, ranks.world_size,
+                          streamed)
             seconds_before = start_metrics_log(run_dir, step)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"distil a={cfg.alpha:g} f={cfg.fraction:g}", unit="step",
                disable=not (progress and ranks.is_main), dynamic_ncols=True, mininterval=1.0)
@@ -240,18 +259,19 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     running = _Running()
     model = wrap(student, ranks, device)  # what the step calls: the student, or DDP around it
     share = ranks.local_share(cfg.batch_size)  # this rank's slice of each global batch
+    n_projections = max(1, int(attrs["projections"]))  # fresh directions per state from a live teacher
+    if streamed:  # the workers replay the draws below from the generator's state now
+        data.start(gen, cfg.batch_size, weights, cfg.steps - step, share,
+                   (n_projections, int(attrs["n_actions"])) if live is not None else None)
     student.train()
     last_saved = step
     try:
         while step < cfg.steps:
-            if weights is None:
-                idx = torch.randint(data.n, (cfg.batch_size,), generator=gen)[share].to(device)
-            else:
-                idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)[share].to(device)
+            idx = draw_batch(gen, data.n, cfg.batch_size, weights)[share].to(device)
             obs, teacher_logits, dirs, grads = data.batch(idx)
             if live is not None:  # as many fresh directions per state as the recording holds (one if it holds none)
-                dirs, grads = live_projections(live, obs, int(attrs["n_actions"]), max(1, int(attrs["projections"])),
-                                               gen, share, cfg.batch_size)
+                dirs, grads = live_projections(live, obs, int(attrs["n_actions"]), n_projections, gen, share,
+                                               cfg.batch_size)
             out = distillation_loss(model, obs, teacher_logits, sobolev_weight(cfg, step), dirs, grads, cfg.kl,
                                     cfg.distance)
             for group in optimizer.param_groups:
@@ -286,6 +306,8 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
                     raise UserError(stopped)
                 last_saved = step
     finally:
+        if streamed:
+            data.close()
         if logger is not None:
             logger.close()
         else:

@@ -31,7 +31,8 @@ METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "
 # settings added to TrainConfig after runs were published, at the value those older runs were made with
 SETTINGS_ADDED_LATER: dict[str, object] = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0,
                                            "life_loss_window": 16, "alpha_schedule": "constant", "alpha_until": 1.0,
-                                           "trust_checkpoint": False, "activation": "relu"}
+                                           "trust_checkpoint": False, "activation": "relu",
+                                           "max_memory": None}
 
 
 def read_run_config(config_json: Path) -> dict:
