@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Benchmark distillation steps: samples/s for alpha 0 and alpha 1 on the same data and device,
-their ratio, and the share of step time spent fetching the batch (data wait).
+their ratio, and the share of step time spent fetching the batch (data wait), for the training rows held in memory
+and streamed from the recording by worker processes (the path distill-train takes above --max-memory).
 
     python scripts/bench_train.py --dataset data/recordings/breakout-....h5 --steps 200
 """
@@ -16,6 +17,7 @@ import torch
 
 from distill.environment.errors import cli_entry
 from distill.training.data import TrainingData, recording_episodes, split_by_episodes
+from distill.training.streaming import StreamingData
 from distill.environment.device import resolve_device
 from distill.training.losses import distillation_loss
 from distill.training.students import make_student
@@ -27,12 +29,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench(data: TrainingData, alpha: float, steps: int, batch: int, student_name: str, device: torch.device) -> dict:
+def bench(data: TrainingData | StreamingData, alpha: float, steps: int, batch: int, student_name: str,
+          device: torch.device, n_actions: int) -> dict:
     torch.manual_seed(0)
-    student = make_student(student_name, data.logits.shape[1]).to(device)
+    student = make_student(student_name, n_actions).to(device)
     # distill-train's default lr (the lr does not change a step's cost)
     opt = torch.optim.Adam(student.parameters(), lr=TrainConfig.lr)
     gen = torch.Generator().manual_seed(0)
+    if isinstance(data, StreamingData):  # workers start on the draws below
+        data.start(gen, batch, None, steps + 10, slice(None))
     wait = total = 0.0
     for i in range(steps + 10):
         t0 = time.perf_counter()
@@ -61,18 +66,28 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--student", default="paper")
     p.add_argument("--device", default="auto")
+    p.add_argument("--paths", nargs="+", default=["memory", "streamed"], choices=["memory", "streamed"],
+                   help="how the training rows are read (default both)")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
-    episodes, _ = recording_episodes(args.dataset)
+    episodes, attrs = recording_episodes(args.dataset)
+    n_actions = int(attrs["n_actions"])
     split = split_by_episodes(episodes, args.fraction, 0)
-    data = TrainingData(args.dataset, split.train_rows, device, with_gradients=True)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, {data.n} training states, batch {args.batch_size}, "
-          f"student {args.student}")
-    results = {alpha: bench(data, alpha, args.steps, args.batch_size, args.student, device) for alpha in (0.0, 1.0)}
-    for alpha, r in results.items():
-        print(f"alpha {alpha:g}: {r['samples_per_s']:8.1f} samples/s, {r['step_ms']:7.2f} ms/step, "
-              f"data wait {100 * r['data_wait_share']:.1f}% of step time")
-    print(f"alpha-1 step / alpha-0 step: {results[1.0]['step_ms'] / results[0.0]['step_ms']:.2f}x")
+    print(f"device {device}, torch threads {torch.get_num_threads()}, {len(split.train_rows)} training states, "
+          f"batch {args.batch_size}, student {args.student}")
+    for path in args.paths:
+        results = {}
+        for alpha in (0.0, 1.0):
+            # a fresh reader per run: the streamed one's workers serve one run's draws
+            data = (TrainingData if path == "memory" else StreamingData)(args.dataset, split.train_rows, device,
+                                                                          with_gradients=True)
+            results[alpha] = bench(data, alpha, args.steps, args.batch_size, args.student, device, n_actions)
+            if isinstance(data, StreamingData):
+                data.close()
+        for alpha, r in results.items():
+            print(f"{path:8s} alpha {alpha:g}: {r['samples_per_s']:8.1f} samples/s, {r['step_ms']:7.2f} ms/step, "
+                  f"data wait {100 * r['data_wait_share']:.1f}% of step time")
+        print(f"{path:8s} alpha-1 step / alpha-0 step: {results[1.0]['step_ms'] / results[0.0]['step_ms']:.2f}x")
     return 0
 
 
