@@ -136,7 +136,9 @@ class StreamingData:
     def start(self, generator: torch.Generator, batch_size: int, weights: torch.Tensor | None, steps: int,
               share: slice, live_directions: tuple[int, int] | None = None, workers: int | None = None) -> None:
         """Start the workers on the next ``steps`` draws of ``generator`` (its state now, before the first draw)."""
-        workers = workers if workers is not None else max(1, min(4, (os.cpu_count() or 2) - 1))
+        if workers is None:  # one per core this process may use, at most 4 (measured: scripts/bench_train.py)
+            cores = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+            workers = max(1, min(4, cores))
         loader = DataLoader(_RecordingRows(self.path, self.rows, self.with_gradients), batch_size=None,
                             sampler=_Draws(generator.get_state(), self.n, batch_size, weights, steps, share,
                                            live_directions),
