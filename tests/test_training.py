@@ -310,6 +310,10 @@ def test_training_with_the_live_teacher_and_refusing_another(sb3_recording, sb3_
     assert np.isfinite(final["test_kl"])
     info = json.loads((tmp_path / "live" / "config.json").read_text())
     assert info["directions"].startswith("live")
+    # streamed rows: the workers replay the live directions' draws between batches, so the run is the same
+    streamed = train(cfg(sb3_recording, alpha=1.0, teacher=str(sb3_models["a2c_breakout"]), max_memory=1e-6),
+                     tmp_path / "live-streamed", torch.device("cpu"), progress=False)
+    assert streamed == final
     with pytest.raises(UserError, match="is not the teacher that made"):
         train(cfg(sb3_recording, alpha=1.0, teacher=str(sb3_models["ppo_breakout"])), tmp_path / "other",
               torch.device("cpu"), progress=False)
