@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"distilling {dataset} into a '{args.student}' student ({args.activation}) on {device}{processes} "
                   f"-> {out}", file=sys.stderr)
         final = train(cfg, out, device, resume=args.resume, force=args.force, ranks=ranks)
-    finally:
-        distributed.stop()
+    except BaseException:
+        distributed.stop(finished=False)
+        raise
+    distributed.stop()
     if ranks.is_main:
         print(json.dumps(final, indent=2))
     return 0

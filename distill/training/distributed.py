@@ -70,10 +70,19 @@ def start(device: torch.device, batch_size: int) -> tuple[Ranks, torch.device]:
     return ranks, device
 
 
-def stop() -> None:
-    """Leave the process group (a no-op for a single process)."""
+def stop(finished: bool = True) -> None:
+    """Leave the process group (a no-op for a single process).
+
+    After a finished run all ranks meet at a barrier first: a rank that tears its Gloo connections down while another
+    still finishes its last collective aborts the process ("terminate called without an active exception"). A rank
+    that failed leaves at once (torchrun then stops the others), since its peers may be waiting in another collective.
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if finished:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def wrap(student: torch.nn.Module, ranks: Ranks, device: torch.device) -> torch.nn.Module:
