@@ -23,9 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "On several GPUs or processes: torchrun --nproc_per_node N -m distill.cli.train ... (--batch-size "
                     "is the global batch, split over the processes).",
     )
-    p.add_argument("--dataset", type=Path, default=None,
+    p.add_argument("--dataset", type=Path, nargs="+", default=None,
                    help="recording (.h5); default: the newest complete recording of --game under data/ "
-                        "(by the game and finish time stored in each file)")
+                        "(by the game and finish time stored in each file). Several recordings, one per game, "
+                        "train one multi-game student (shared trunk, one output layer per game; see --game-mix)")
     p.add_argument("--game", default="Breakout", help="game, used to find the recording (default Breakout)")
     add_arguments(p)  # every option of TrainConfig, with its default and help
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto: cuda when there is one)")
@@ -41,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     from distill.environment.atari import canonical_game
 
     args = build_parser().parse_args(argv)
+    if args.dataset and len(args.dataset) > 1:
+        return _multigame(args)
     game = canonical_game(args.game)
     # the flags first, so that a bad one is named even where no recording has been made yet
     from_arguments(args, dataset="", game=game).validate()
     device = resolve_device(args.device)
     # recorded-direction Sobolev training needs a recording with gradients; KL-only and live-teacher runs take any
-    dataset = args.dataset or find_latest_recording(game, needs_gradients=args.alpha > 0 and not args.teacher)
+    dataset = args.dataset[0] if args.dataset else find_latest_recording(game, needs_gradients=args.alpha > 0 and not args.teacher)
     cfg = from_arguments(args, dataset=str(dataset), game=game)
     student = args.student if args.activation == "relu" else f"{args.student}-{args.activation}"
     out = args.out or Path("data/runs") / f"{game.lower()}-{student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
@@ -57,6 +60,33 @@ def main(argv: list[str] | None = None) -> int:
             print(f"distilling {dataset} into a '{args.student}' student ({args.activation}) on {device}{processes} "
                   f"-> {out}", file=sys.stderr)
         final = train(cfg, out, device, resume=args.resume, force=args.force, ranks=ranks)
+    except BaseException:
+        distributed.stop(finished=False)
+        raise
+    distributed.stop()
+    if ranks.is_main:
+        print(json.dumps(final, indent=2))
+    return 0
+
+
+def _multigame(args: argparse.Namespace) -> int:
+    """One student for the games of several recordings."""
+    from distill.training.multigame import multigame_config, train_multigame
+
+    from_arguments(args, dataset="", game="").validate()
+    cfg = multigame_config(args.dataset, **{k: v for k, v in vars(from_arguments(args, dataset="", game="")).items()
+                                            if k not in ("dataset", "game", "datasets")})
+    device = resolve_device(args.device)
+    student = args.student if args.activation == "relu" else f"{args.student}-{args.activation}"
+    out = args.out or Path("data/runs") / (f"{cfg.game.lower().replace('+', '-')}-{student}-a{args.alpha:g}"
+                                           f"-f{args.fraction:g}-s{args.seed}")
+    ranks, device = distributed.start(device, cfg.batch_size)
+    try:
+        if ranks.is_main:
+            processes = f" x {ranks.world_size} processes" if ranks.distributed else ""
+            print(f"distilling {', '.join(cfg.game.split('+'))} into one '{args.student}' student ({args.activation}) "
+                  f"on {device}{processes} -> {out}", file=sys.stderr)
+        final = train_multigame(cfg, out, device, resume=args.resume, force=args.force, ranks=ranks)
     except BaseException:
         distributed.stop(finished=False)
         raise

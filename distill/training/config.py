@@ -40,6 +40,11 @@ class TrainConfig:
 
     dataset: str = option("", "recording (.h5) to train on", cli=False)
     game: str = option("Breakout", "the recording's game", cli=False)
+    # a multi-game run: one recording per game (dataset is then "" and game the games joined by "+")
+    datasets: tuple[str, ...] = option((), "recordings of a multi-game student, one per game", cli=False)
+    game_mix: str = option(
+        "equal", "with several --dataset recordings: each game's share of every batch, as 'equal' or one weight per "
+        "recording in --dataset order (e.g. 2,1,1)")
     alpha: float = option(1.0, "weight of the Sobolev term; 0 = plain KL distillation")
     fraction: float = option(0.1, "share of the states (whole episodes) used for training, in (0, 1)")
     student: str = option("paper", "student network", choices=tuple(STUDENTS))
@@ -116,9 +121,40 @@ class TrainConfig:
         for name in ("seed", "split_seed"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
+        if self.game_mix != "equal":
+            game_mix_weights(self.game_mix, max(len(self.datasets), 1))
         if self.alpha_until != 1.0 and self.alpha_schedule != "linear":
             raise UserError(f"--alpha-until {self.alpha_until:g} needs --alpha-schedule linear "
                             "(a constant weight never falls to 0)")
+
+
+def game_mix_weights(game_mix: str, games: int) -> list[float]:
+    """The relative batch shares of ``games`` games that ``--game-mix`` names (``equal``, or one weight per game)."""
+    if game_mix == "equal":
+        return [1.0] * games
+    try:
+        weights = [float(w) for w in game_mix.split(",")]
+    except ValueError:
+        weights = []
+    if len(weights) != games or not all(w > 0 and math.isfinite(w) for w in weights):
+        raise UserError(f"--game-mix {game_mix!r} must be 'equal' or {games} positive weights separated by commas, "
+                        "one per --dataset recording (e.g. 2,1,1)")
+    return weights
+
+
+def batch_shares(batch_size: int, weights: list[float], world_size: int = 1) -> list[int]:
+    """States per game in a global batch of ``batch_size``, in proportion to ``weights`` (largest remainders), in
+    whole multiples of ``world_size`` so that every process gets the same share of every game."""
+    units = batch_size // world_size
+    exact = [units * w / sum(weights) for w in weights]
+    counts = [math.floor(e) for e in exact]
+    for i in sorted(range(len(exact)), key=lambda i: counts[i] - exact[i])[:units - sum(counts)]:
+        counts[i] += 1
+    if min(counts) == 0:
+        raise UserError(f"--batch-size {batch_size} leaves a game no state per batch with --game-mix weights "
+                        f"{weights}{f' over {world_size} processes' if world_size > 1 else ''}; use a larger "
+                        "--batch-size or more even weights")
+    return [c * world_size for c in counts]
 
 
 def _flag(name: str) -> str:

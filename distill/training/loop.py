@@ -29,8 +29,8 @@ from distill.training.distributed import Ranks, from_main, mean_over_ranks, wrap
 from distill.training.data import Split, TrainingData, read_rows, recording_episodes, split_by_episodes
 from distill.training.losses import distillation_loss
 from distill.training.metrics import evaluate_loaded, evaluate_states
-from distill.training.runs import (append_metrics, check_run_dir, load_checkpoint, save_checkpoint, start_metrics_log,
-                                   start_over, writes_to)
+from distill.training.runs import (METRIC_FIELDS, append_metrics, check_run_dir, load_checkpoint, save_checkpoint,
+                                   start_metrics_log, start_over, writes_to)
 from distill.training.streaming import GiB, StreamingData, default_memory_budget, draw_batch, training_bytes
 from distill.training.students import count_parameters, make_student
 
@@ -122,13 +122,16 @@ def training_data(cfg: TrainConfig, split: Split, attrs: dict, device: torch.dev
     return StreamingData(Path(cfg.dataset), split.train_rows, device, with_gradients=with_gradients)
 
 
-def _capped_test_set(cfg: TrainConfig, split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed sample of at most ``test_cap`` held-out states, loaded once: the periodic evaluations reuse it."""
+def _capped_test_set(cfg: TrainConfig, split: Split, device: torch.device,
+                     dataset: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed sample of at most ``test_cap`` held-out states of ``dataset`` (default: the run's), loaded once: the
+    periodic evaluations reuse it."""
+    dataset = dataset or cfg.dataset
     rows = np.sort(np.random.default_rng(cfg.split_seed).choice(
         split.test_rows, min(cfg.test_cap, len(split.test_rows)), replace=False))
-    with open_recording(cfg.dataset) as f:
+    with open_recording(dataset) as f:
         obs, logits = read_rows(f["obs"], rows), read_range(f["logits"])[rows]
-    require_finite(cfg.dataset, "logits", logits, rows)
+    require_finite(dataset, "logits", logits, rows)
     return torch.from_numpy(obs).to(device), torch.from_numpy(logits).to(device)
 
 
@@ -188,6 +191,7 @@ class _Logger:
     seconds_before: float
     start: float = field(default_factory=time.time)
     start_step: int = 0
+    fields: list[str] = field(default_factory=lambda: list(METRIC_FIELDS))  # metrics.csv's columns
 
     def __post_init__(self) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -198,10 +202,10 @@ class _Logger:
         elapsed = time.time() - self.start
         row = {"step": step, "samples": step * self.cfg.batch_size, **train_means, **metrics,
                "seconds": round(self.seconds_before + elapsed, 3)}
-        append_metrics(self.run_dir, row)
-        for key in ("train_loss", "train_kl", "test_action_error", "test_kl", "train_sobolev"):
-            if row[key] != "":
-                self.writer.add_scalar(key, row[key], step)
+        append_metrics(self.run_dir, row, self.fields)
+        for key, value in row.items():
+            if key not in ("step", "samples", "seconds") and not key.endswith("test_states") and value != "":
+                self.writer.add_scalar(key, value, step)
         if self.cfg.alpha > 0:
             self.writer.add_scalar("alpha", sobolev_weight(self.cfg, step - 1), step)
         samples_per_s = (step - self.start_step) * self.cfg.batch_size / max(elapsed, 1e-9)  # this invocation's

@@ -100,3 +100,45 @@ def distillation_loss(student: torch.nn.Module, obs_scaled: torch.Tensor, teache
     grads = input_gradients(F.log_softmax(logits, 1), x, directions, create_graph=True)
     sob = sobolev_distance(grads, teacher_grads, distance)
     return DistillLoss(kl + alpha * sob, kl, sob, logits)
+
+
+@dataclass
+class MultiGameLoss:
+    total: torch.Tensor
+    kl: torch.Tensor
+    sobolev: torch.Tensor | None
+    kl_by_game: list[torch.Tensor]
+    sobolev_by_game: list[torch.Tensor] | None
+
+
+def multigame_distillation_loss(student: torch.nn.Module, obs_scaled: torch.Tensor, sizes: list[int],
+                                teacher_logits: list[torch.Tensor], alpha: float = 0.0,
+                                directions: list[torch.Tensor] | None = None,
+                                teacher_grads: list[torch.Tensor] | None = None,
+                                kl_direction: str = "teacher-student", distance: str = "cosine") -> MultiGameLoss:
+    """KL + alpha * Sobolev on a batch holding several games in turn (``sizes`` states each, the order of
+    ``student(obs, sizes)``'s outputs); each game's terms are taken against its own teacher and projections, and
+    weighted by the game's share of the batch, so the total is the mean per-state loss of the whole batch.
+
+    The input gradients of all games come from one backward pass: each state's output depends on its own input
+    only, so the sum of every game's <log pi_g(s), v> (with log-probabilities and directions zero-padded to the
+    largest action count) has each state's own projected gradient as its gradient there."""
+    share = [size / sum(sizes) for size in sizes]
+    if alpha == 0:
+        logits = student(obs_scaled, sizes)
+        kls = [policy_kl(s, t, kl_direction) for s, t in zip(logits, teacher_logits, strict=True)]
+        kl = sum(w * k for w, k in zip(share, kls))
+        return MultiGameLoss(kl, kl, None, kls, None)
+    if directions is None or teacher_grads is None:
+        raise ValueError("alpha > 0 needs each game's directions and teacher gradients")
+    x = obs_scaled.detach().requires_grad_(True)
+    logits = student(x, sizes)
+    kls = [policy_kl(s, t, kl_direction) for s, t in zip(logits, teacher_logits, strict=True)]
+    widest = max(part.shape[1] for part in logits)
+    log_probs = torch.cat([F.pad(F.log_softmax(part, 1), (0, widest - part.shape[1])) for part in logits])
+    dirs = torch.cat([F.pad(d.to(log_probs.dtype), (0, widest - d.shape[-1])) for d in directions])
+    grads = input_gradients(log_probs, x, dirs, create_graph=True).split(list(sizes))
+    sobs = [sobolev_distance(g, t, distance) for g, t in zip(grads, teacher_grads, strict=True)]
+    kl = sum(w * k for w, k in zip(share, kls))
+    sob = sum(w * s for w, s in zip(share, sobs))
+    return MultiGameLoss(kl + alpha * sob, kl, sob, kls, sobs)

@@ -23,7 +23,7 @@ import torch
 
 from distill.environment.errors import UserError
 from distill.training.config import GRADIENT_TERM_SETTINGS, NOT_COMPARED, TrainConfig
-from distill.training.students import make_student
+from distill.training.students import make_multigame_student, make_student
 
 METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "test_action_error", "test_kl",
                  "test_kl_student_teacher", "test_states", "seconds"]
@@ -32,7 +32,7 @@ METRIC_FIELDS = ["step", "samples", "train_loss", "train_kl", "train_sobolev", "
 SETTINGS_ADDED_LATER: dict[str, object] = {"lr_schedule": "constant", "lr_warmup": 0.0, "life_loss_weight": 1.0,
                                            "life_loss_window": 16, "alpha_schedule": "constant", "alpha_until": 1.0,
                                            "trust_checkpoint": False, "activation": "relu",
-                                           "max_memory": None}
+                                           "max_memory": None, "datasets": [], "game_mix": "equal"}
 
 
 def read_run_config(config_json: Path) -> dict:
@@ -54,9 +54,11 @@ def config_differences(config_json: Path, cfg: TrainConfig, ignore: tuple[str, .
     if cfg.alpha == 0:  # a KL-only run has no gradient term: older ones may have stored a teacher with it
         ignore = (*ignore, *GRADIENT_TERM_SETTINGS)
     diffs = {k: stored.get(k) for k, v in asdict(cfg).items()
-             if k not in ignore and k != "dataset" and stored.get(k) != v}
+             if k not in ignore and k not in ("dataset", "datasets") and stored.get(k) != v}
     if Path(str(stored.get("dataset"))).resolve() != Path(cfg.dataset).resolve():
         diffs["dataset"] = stored.get("dataset")
+    if [Path(p).resolve() for p in stored.get("datasets") or []] != [Path(p).resolve() for p in cfg.datasets]:
+        diffs["datasets"] = stored.get("datasets")
     return diffs
 
 
@@ -107,12 +109,14 @@ def writes_to(run_dir: Path) -> Iterator[None]:
 
 
 def save_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, best: float,
-                    generator: torch.Generator) -> None:
-    """Write a checkpoint atomically: a kill or a full disk never leaves a half-written one."""
+                    generator: torch.Generator | list[torch.Generator]) -> None:
+    """Write a checkpoint atomically: a kill or a full disk never leaves a half-written one. A multi-game run
+    passes one batch generator per game."""
     tmp = path.with_suffix(".tmp")
+    batch = [g.get_state() for g in generator] if isinstance(generator, list) else generator.get_state()
     try:
         torch.save({"model": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best": best,
-                    "rng": {"batch": generator.get_state()}}, tmp)
+                    "rng": {"batch": batch}}, tmp)
         tmp.replace(path)
     except (OSError, RuntimeError) as exc:  # torch.save reports a short write as a RuntimeError
         tmp.unlink(missing_ok=True)
@@ -155,16 +159,19 @@ def read_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
 
 
 def load_checkpoint(path: Path, student: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    generator: torch.Generator) -> tuple[int, float]:
+                    generator: torch.Generator | list[torch.Generator]) -> tuple[int, float]:
     """Restore a run's state from ``path``; returns its step and best capped test KL."""
     state = read_checkpoint(path)  # load_state_dict moves it to the device
     student.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["rng"]["batch"])  # the batch generator lives on the CPU, whatever the device
+    # the batch generators live on the CPU, whatever the device
+    for gen, saved in zip(*((generator, state["rng"]["batch"]) if isinstance(generator, list)
+                            else ([generator], [state["rng"]["batch"]])), strict=True):
+        gen.set_state(saved)
     return int(state["step"]), float(state["best"])
 
 
-def start_metrics_log(run_dir: Path, step: int) -> float:
+def start_metrics_log(run_dir: Path, step: int, fields: list[str] = METRIC_FIELDS) -> float:
     """Start metrics.csv, or on resume drop the rows logged after the checkpoint at ``step``; returns the training
     seconds of earlier invocations, so that ``seconds`` counts the whole run."""
     path = run_dir / "metrics.csv"
@@ -172,16 +179,16 @@ def start_metrics_log(run_dir: Path, step: int) -> float:
     if step > 0 and path.exists():
         kept = [r for r in _read_metric_rows(path) if int(r["step"]) <= step]
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, METRIC_FIELDS)
+        writer = csv.DictWriter(handle, fields)
         writer.writeheader()
         writer.writerows(kept)
     # checkpoints are written with the rows, so the last kept row is the checkpoint's
     return float(kept[-1]["seconds"]) if kept and kept[-1]["seconds"] else 0.0
 
 
-def append_metrics(run_dir: Path, row: dict) -> None:
+def append_metrics(run_dir: Path, row: dict, fields: list[str] = METRIC_FIELDS) -> None:
     with (run_dir / "metrics.csv").open("a", newline="") as handle:
-        csv.DictWriter(handle, METRIC_FIELDS).writerow(row)
+        csv.DictWriter(handle, fields).writerow(row)
 
 
 def _read_metric_rows(path: Path) -> list[dict]:
@@ -213,7 +220,11 @@ def load_student(run_dir: str | Path, which: str = "latest",
         raise UserError(f"{run_dir} is not a finished distill-train run (needs config.json and {which}.pt); "
                         "train one with `distill-train`")
     info = read_run_config(config_path)
-    student = make_student(info["config"]["student"], int(info["n_actions"]), info["config"]["activation"])
+    if "games" in info:  # a multi-game run: one output layer per game
+        student = make_multigame_student(info["config"]["student"], {g["game"]: int(g["n_actions"]) for g in info["games"]},
+                                         info["config"]["activation"])
+    else:
+        student = make_student(info["config"]["student"], int(info["n_actions"]), info["config"]["activation"])
     state = read_checkpoint(checkpoint, device)
     student.load_state_dict(state["model"])
     student.to(device).eval()

@@ -73,3 +73,55 @@ def make_student(name: str, n_actions: int, activation: str = "relu") -> nn.Modu
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class MultiGamePolicy(nn.Module):
+    """One student for several games (Rusu et al.'s multi-task distillation): a shared trunk, the conv layers and
+    the hidden fully connected layer of a registered student, and one output layer per game, since the games'
+    action sets differ. ``forward`` takes a batch that holds the games in ``games`` order, ``sizes`` states each, and
+    returns one logits tensor per game; :meth:`for_game` is one game's policy as a plain single-game module."""
+
+    def __init__(self, n_actions: dict[str, int], convs: list[tuple[int, int, int]], hidden: int,
+                 activation: str = "relu"):
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        layers: list[nn.Module] = []
+        channels = atari.OBS_SHAPE[0]
+        for out_channels, kernel, stride in convs:
+            layers += [nn.Conv2d(channels, out_channels, kernel, stride=stride), act()]
+            channels = out_channels
+        layers.append(nn.Flatten())
+        with torch.no_grad():
+            n_flat = nn.Sequential(*layers)(torch.zeros(1, *atari.OBS_SHAPE)).shape[1]
+        self.trunk = nn.Sequential(*layers, nn.Linear(n_flat, hidden), act())
+        self.heads = nn.ModuleDict({game: nn.Linear(hidden, n) for game, n in n_actions.items()})
+        self.games = list(n_actions)
+        self.n_actions = dict(n_actions)
+
+    def forward(self, obs_scaled: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+        features = self.trunk(obs_scaled).split(list(sizes))
+        return [self.heads[game](part) for game, part in zip(self.games, features, strict=True)]
+
+    def for_game(self, game: str) -> "GamePolicy":
+        if game not in self.heads:
+            raise UserError(f"this student plays {', '.join(self.games)}, not {game}")
+        return GamePolicy(self, game)
+
+
+class GamePolicy(nn.Module):
+    """One game's policy of a :class:`MultiGamePolicy` (shares its parameters): scaled observations to that game's
+    logits, so that evaluation and rollouts treat it as any single-game student."""
+
+    def __init__(self, student: MultiGamePolicy, game: str):
+        super().__init__()
+        self.student, self.game, self.n_actions = student, game, student.n_actions[game]
+
+    def forward(self, obs_scaled: torch.Tensor) -> torch.Tensor:
+        return self.student.heads[self.game](self.student.trunk(obs_scaled))
+
+
+def make_multigame_student(name: str, n_actions: dict[str, int], activation: str = "relu") -> MultiGamePolicy:
+    """A registered student's shape with one output layer per game of ``n_actions`` (game -> action count)."""
+    make_student(name, 1, activation)  # the same one-line errors for unknown names or activations
+    convs, hidden = STUDENTS[name]
+    return MultiGamePolicy(n_actions, convs, hidden, activation)
