@@ -53,13 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     cfg = from_arguments(args, dataset=str(dataset), game=game)
     student = args.student if args.activation == "relu" else f"{args.student}-{args.activation}"
     out = args.out or Path("data/runs") / f"{game.lower()}-{student}-a{args.alpha:g}-f{args.fraction:g}-s{args.seed}"
+    return _run(train, cfg, out, device, args, f"{dataset} into a '{args.student}' student ({args.activation})")
+
+
+def _run(train_fn, cfg, out: Path, device, args: argparse.Namespace, what: str) -> int:
+    """Join the processes torchrun started (if any), train, leave the process group, print the final metrics."""
     ranks, device = distributed.start(device, cfg.batch_size)  # one process, or this rank's share under torchrun
     try:
         if ranks.is_main:
             processes = f" x {ranks.world_size} processes" if ranks.distributed else ""
-            print(f"distilling {dataset} into a '{args.student}' student ({args.activation}) on {device}{processes} "
-                  f"-> {out}", file=sys.stderr)
-        final = train(cfg, out, device, resume=args.resume, force=args.force, ranks=ranks)
+            print(f"distilling {what} on {device}{processes} -> {out}", file=sys.stderr)
+        final = train_fn(cfg, out, device, resume=args.resume, force=args.force, ranks=ranks)
     except BaseException:
         distributed.stop(finished=False)
         raise
@@ -73,27 +77,16 @@ def _multigame(args: argparse.Namespace) -> int:
     """One student for the games of several recordings."""
     from distill.training.multigame import multigame_config, train_multigame
 
-    from_arguments(args, dataset="", game="").validate()
-    cfg = multigame_config(args.dataset, **{k: v for k, v in vars(from_arguments(args, dataset="", game="")).items()
+    flags = from_arguments(args, dataset="", game="")
+    flags.validate()  # the flags first, so that a bad one is named before any recording is opened
+    cfg = multigame_config(args.dataset, **{k: v for k, v in vars(flags).items()
                                             if k not in ("dataset", "game", "datasets")})
     device = resolve_device(args.device)
     student = args.student if args.activation == "relu" else f"{args.student}-{args.activation}"
     out = args.out or Path("data/runs") / (f"{cfg.game.lower().replace('+', '-')}-{student}-a{args.alpha:g}"
                                            f"-f{args.fraction:g}-s{args.seed}")
-    ranks, device = distributed.start(device, cfg.batch_size)
-    try:
-        if ranks.is_main:
-            processes = f" x {ranks.world_size} processes" if ranks.distributed else ""
-            print(f"distilling {', '.join(cfg.game.split('+'))} into one '{args.student}' student ({args.activation}) "
-                  f"on {device}{processes} -> {out}", file=sys.stderr)
-        final = train_multigame(cfg, out, device, resume=args.resume, force=args.force, ranks=ranks)
-    except BaseException:
-        distributed.stop(finished=False)
-        raise
-    distributed.stop()
-    if ranks.is_main:
-        print(json.dumps(final, indent=2))
-    return 0
+    return _run(train_multigame, cfg, out, device, args,
+                f"{', '.join(cfg.game.split('+'))} into one '{args.student}' student ({args.activation})")
 
 
 if __name__ == "__main__":

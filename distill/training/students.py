@@ -26,6 +26,18 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "silu": nn.S
                                                    "softplus": nn.Softplus}
 
 
+def conv_features(convs: list[tuple[int, int, int]], activation: str) -> tuple[nn.Sequential, int]:
+    """Conv layers, each followed by the activation, then a flatten; and the number of features they give."""
+    layers: list[nn.Module] = []
+    channels = atari.OBS_SHAPE[0]
+    for out_channels, kernel, stride in convs:
+        layers += [nn.Conv2d(channels, out_channels, kernel, stride=stride), ACTIVATIONS[activation]()]
+        channels = out_channels
+    features = nn.Sequential(*layers, nn.Flatten())
+    with torch.no_grad():
+        return features, features(torch.zeros(1, *atari.OBS_SHAPE)).shape[1]
+
+
 class ConvPolicy(nn.Module):
     """Conv layers -> one hidden fully connected layer -> action logits, with one activation after each hidden
     layer (ReLU unless told otherwise)."""
@@ -33,14 +45,7 @@ class ConvPolicy(nn.Module):
     def __init__(self, n_actions: int, convs: list[tuple[int, int, int]], hidden: int, activation: str = "relu"):
         super().__init__()
         act = ACTIVATIONS[activation]
-        layers: list[nn.Module] = []
-        channels = atari.OBS_SHAPE[0]
-        for out_channels, kernel, stride in convs:
-            layers += [nn.Conv2d(channels, out_channels, kernel, stride=stride), act()]
-            channels = out_channels
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        with torch.no_grad():
-            n_flat = self.features(torch.zeros(1, *atari.OBS_SHAPE)).shape[1]
+        self.features, n_flat = conv_features(convs, activation)
         self.head = nn.Sequential(nn.Linear(n_flat, hidden), act(), nn.Linear(hidden, n_actions))
         self.n_actions = n_actions
 
@@ -84,16 +89,8 @@ class MultiGamePolicy(nn.Module):
     def __init__(self, n_actions: dict[str, int], convs: list[tuple[int, int, int]], hidden: int,
                  activation: str = "relu"):
         super().__init__()
-        act = ACTIVATIONS[activation]
-        layers: list[nn.Module] = []
-        channels = atari.OBS_SHAPE[0]
-        for out_channels, kernel, stride in convs:
-            layers += [nn.Conv2d(channels, out_channels, kernel, stride=stride), act()]
-            channels = out_channels
-        layers.append(nn.Flatten())
-        with torch.no_grad():
-            n_flat = nn.Sequential(*layers)(torch.zeros(1, *atari.OBS_SHAPE)).shape[1]
-        self.trunk = nn.Sequential(*layers, nn.Linear(n_flat, hidden), act())
+        features, n_flat = conv_features(convs, activation)
+        self.trunk = nn.Sequential(*features, nn.Linear(n_flat, hidden), ACTIVATIONS[activation]())
         self.heads = nn.ModuleDict({game: nn.Linear(hidden, n) for game, n in n_actions.items()})
         self.games = list(n_actions)
         self.n_actions = dict(n_actions)
