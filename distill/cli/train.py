@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def _run(train_fn, cfg, out: Path, device, args: argparse.Namespace, what: str) 
     distributed.stop()
     if ranks.is_main:
         print(json.dumps(final, indent=2))
+    if ranks.distributed:  # torch's C++ threads can abort the interpreter's exit ("terminate called without an
+        sys.stdout.flush()  # active exception") after a finished run: everything is written, so leave at once
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
