@@ -62,19 +62,29 @@ def record(teacher, states: int = 100_000, out: str | Path | None = None, *, pro
     return out
 
 
-def train(dataset: str | Path, run_dir: str | Path, *, device: str = "auto", resume: bool = False,
-          force: bool = False, progress: bool = True, **options) -> dict:
+def train(dataset: str | Path | list[str | Path], run_dir: str | Path, *, device: str = "auto",
+          resume: bool = False, force: bool = False, progress: bool = True, **options) -> dict:
     """Distil the recording ``dataset`` into a student in ``run_dir``; returns the final held-out metrics
     (``test_action_error``, ``test_kl``, ...; also in ``run_dir/metrics.json``). ``options`` are
     :class:`TrainConfig` fields with their command-line defaults: ``alpha`` (1.0; 0 = KL only), ``fraction`` (0.1),
-    ``student``, ``steps``, ``seed``, ..."""
+    ``student``, ``steps``, ``seed``, ... A list of recordings, one per game, trains one multi-game student (shared
+    trunk, one output layer per game, batches mixed by ``game_mix``); its metrics are means over games, with each
+    game's under ``games``."""
     from distill.recording.schema import open_recording
     from distill.training.loop import train as _train
+    from distill.training.multigame import multigame_config, train_multigame
 
-    known = {f.name for f in fields(TrainConfig)} - {"dataset", "game"}
+    known = {f.name for f in fields(TrainConfig)} - {"dataset", "game", "datasets"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise UserError(f"unknown training option {unknown[0]!r}; choose from {', '.join(sorted(known))}")
+    if isinstance(dataset, (list, tuple)):
+        if len(dataset) == 1:
+            dataset = dataset[0]
+        else:
+            cfg = multigame_config(list(dataset), **options)
+            return train_multigame(cfg, Path(run_dir), resolve_device(device), resume=resume, force=force,
+                                   progress=progress)
     with open_recording(dataset) as f:
         game = str(f.attrs["game"])
     cfg = TrainConfig(dataset=str(dataset), game=game, **options).without_unused_settings()
@@ -87,7 +97,8 @@ def evaluate(run_dir: str | Path, *, episodes: int = 30, mode: str = "both", hel
              trust_checkpoint: bool = False) -> dict:
     """Evaluate a trained run: held-out action error and KL on its own recording's held-out episodes (under
     ``held_out``), game scores over ``episodes`` games per mode (``sample``, ``greedy`` or ``both``; 0 = no play)
-    and the teacher's scores alongside with student/teacher ratios (``teacher``, ``student_over_teacher``)."""
+    and the teacher's scores alongside with student/teacher ratios (``teacher``, ``student_over_teacher``). A
+    multi-game run reports each of its games under ``games``, in the same shape."""
     from distill.evaluation.report import evaluate_student
 
     report, _ = evaluate_student(run_dir, checkpoint, episodes=episodes, mode=mode, seed=seed, envs=envs,

@@ -20,9 +20,11 @@ FLAGS = ["--game", "Breakout", "--student", "small", "--batch-size", "8", "--eva
 
 
 def torchrun(recording, out, *extra: str, processes: int = 2) -> subprocess.CompletedProcess:
+    """distill-train under torchrun on ``recording`` (a list of them: a multi-game student)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    datasets = [str(r) for r in recording] if isinstance(recording, list) else [str(recording)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           "-m", "distill.cli.train", "--dataset", str(recording), "--out", str(out), *FLAGS, *extra]
+           "-m", "distill.cli.train", "--dataset", *datasets, "--out", str(out), *FLAGS, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 

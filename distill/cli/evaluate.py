@@ -24,9 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None,
                    help="teacher: a game name (shipped), a stable-baselines3 .zip, a zoo or hub folder, a CleanRL "
                         "checkpoint, a TorchScript file (--trust-checkpoint); with --student, the teacher shown "
-                        "alongside (default: the one that recorded the student's dataset)")
+                        "alongside (default: the one that recorded the student's dataset; for a multi-game student, "
+                        "one per game, comma-separated, in the run's game order)")
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
-    p.add_argument("--student", type=Path, default=None, help="a distill-train run directory to evaluate")
+    p.add_argument("--student", type=Path, default=None,
+                   help="a distill-train run directory to evaluate; a multi-game student plays each of its games "
+                        "(or only --game), each with its teacher alongside")
     p.add_argument("--checkpoint", choices=("best", "latest"), default="latest",
                    help="which student checkpoint: latest (default; the model metrics.json describes) or best (lowest "
                         "test KL at a periodic evaluation: chosen on held-out episodes, so its held-out numbers "
@@ -75,8 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.video is not None:
         from distill.evaluation.video import record_gif
 
-        record_gif(policy, report["game"], args.video, seed=args.seed, device=device)
-        print(f"wrote {args.video}", file=sys.stderr)
+        if "games" in report:  # a multi-game student: one GIF per game, named after it
+            for game_name in report["games"]:
+                path = args.video.with_name(f"{args.video.stem}-{game_name.lower()}{args.video.suffix or '.gif'}")
+                record_gif(policy.for_game(game_name), game_name, path, seed=args.seed, device=device)
+                print(f"wrote {path}", file=sys.stderr)
+        else:
+            record_gif(policy, report["game"], args.video, seed=args.seed, device=device)
+            print(f"wrote {args.video}", file=sys.stderr)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

@@ -82,7 +82,7 @@ def _multigame(args: argparse.Namespace) -> int:
     """One student for the games of several recordings."""
     from distill.training.multigame import multigame_config, train_multigame
 
-    flags = from_arguments(args, dataset="", game="")
+    flags = from_arguments(args, dataset="", game="", datasets=tuple(str(d) for d in args.dataset))
     flags.validate()  # the flags first, so that a bad one is named before any recording is opened
     cfg = multigame_config(args.dataset, **{k: v for k, v in vars(flags).items()
                                             if k not in ("dataset", "game", "datasets")})

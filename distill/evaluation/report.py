@@ -78,15 +78,55 @@ def evaluate_student(run: str | Path, checkpoint: str = "latest", episodes: int 
                      echo: Echo = print, trust_checkpoint: bool = False) -> tuple[dict, torch.nn.Module]:
     """Evaluate a ``distill-train`` run: held-out action error and KL on its recording (if it still exists, or on
     ``dataset``), game scores over ``episodes`` games per mode (0: none), and the teacher's scores alongside with
-    student/teacher ratios. Returns the report and the loaded student."""
+    student/teacher ratios. A multi-game run plays each of its games (or only ``game``), each with its own teacher,
+    and reports each game under ``games``. Returns the report and the loaded student."""
     student, info = load_student(run, checkpoint, device)
     config = info["config"]
-    if game is not None and atari.canonical_game(game) != config["game"]:
-        raise UserError(f"the student in {run} plays {config['game']}, not {game}")
-    game = config["game"]
     _stderr(f"evaluating student {run} ({config['student']}, alpha {config['alpha']}, fraction {config['fraction']})")
-    report: dict = {"seed": seed, "game": game, "policy": "student", "run": str(run), "checkpoint": checkpoint,
-                    "config": config}
+    report: dict = {"seed": seed, "game": config["game"], "policy": "student", "run": str(run),
+                    "checkpoint": checkpoint, "config": config}
+    play = dict(episodes=episodes, mode=mode, seed=seed, envs=envs, held_out=held_out, with_teacher=with_teacher,
+                temperature=temperature, device=device, echo=echo, trust_checkpoint=trust_checkpoint)
+    if "games" not in info:
+        if game is not None and atari.canonical_game(game) != config["game"]:
+            raise UserError(f"the student in {run} plays {config['game']}, not {game}")
+        report.update(_one_game(student, config, info.get("teacher_sha256"), dataset, teacher, **play))
+        return report, student
+
+    games = info["games"]
+    names = [g["game"] for g in games]
+    if game is not None:
+        if atari.canonical_game(game) not in names:
+            raise UserError(f"the student in {run} plays {', '.join(names)}, not {game}; pass one of them to --game "
+                            "or leave --game out to play them all")
+        games = [g for g in games if g["game"] == atari.canonical_game(game)]
+    if dataset is not None and len(games) > 1:
+        raise UserError(f"--dataset names one recording, and {run} is a student for {', '.join(names)}; pass "
+                        "--game with it to say which game it is of")
+    teachers = str(teacher).split(",") if teacher is not None else [None] * len(games)
+    if len(teachers) != len(games):
+        raise UserError(f"--teacher names {len(teachers)} teacher(s) for the {len(games)} games played "
+                        f"({', '.join(g['game'] for g in games)}); pass one per game, comma-separated, in that order")
+    report["games"] = {}
+    for g, spec in zip(games, teachers):
+        echo(f"--- {g['game']}")
+        config_g = {**config, "dataset": g["dataset"], "game": g["game"]}
+        report["games"][g["game"]] = _one_game(student.for_game(g["game"]), config_g, g.get("teacher_sha256"),
+                                               dataset, spec, **play)
+    ratios = [r.get("student_over_teacher") for r in report["games"].values()]
+    if ratios and all(r is not None for r in ratios):
+        report["mean_student_over_teacher"] = sum(ratios) / len(ratios)
+        echo(f"student / teacher, mean over {len(ratios)} games: {report['mean_student_over_teacher']:.3f}")
+    return report, student
+
+
+def _one_game(student: torch.nn.Module, config: dict, distilled_from: str | None, dataset: str | Path | None,
+              teacher: str | Path | None, episodes: int, mode: str, seed: int, envs: int, held_out: bool,
+              with_teacher: bool, temperature: float, device: torch.device | str, echo: Echo,
+              trust_checkpoint: bool) -> dict:
+    """One game of a student: its scores, held-out metrics and the teacher alongside (``config`` is that game's)."""
+    game = config["game"]
+    report: dict = {"game": game}
     if episodes > 0:
         report.update(play_policy(student, "student", game, episodes, mode, seed, envs, device, echo))
     recording = Path(dataset or config["dataset"])
@@ -106,14 +146,14 @@ def evaluate_student(run: str | Path, checkpoint: str = "latest", episodes: int 
 
         loaded = load_teacher(teacher_spec, game=game, temperature=temperature, device=device,
                               trust_checkpoint=trust_checkpoint)
-        distilled_from = info.get("teacher_sha256")
         if distilled_from and loaded.sha256 != distilled_from:
-            _stderr(f"warning: the teacher played alongside ({loaded.path}, sha256 {loaded.sha256[:12]}) is not the "
-                    f"one this student was distilled from ({distilled_from[:12]}); pass that one with --teacher")
+            _stderr(f"warning: the {game} teacher played alongside ({loaded.path}, sha256 {loaded.sha256[:12]}) is "
+                    f"not the one this student was distilled from ({distilled_from[:12]}); pass that one with "
+                    "--teacher")
         report["teacher"] = {"path": loaded.path, "sha256": loaded.sha256,
                              "distilled_from": loaded.sha256 == distilled_from,
                              **play_policy(loaded, "teacher", game, episodes, mode, seed, envs, device, echo)}
         report["student_over_teacher"] = (report["mean_return"] / report["teacher"]["mean_return"]
                                           if report["teacher"]["mean_return"] else None)
         report["student_over_teacher_by_mode"] = score_ratios(report["modes"], report["teacher"]["modes"], echo)
-    return report, student
+    return report
