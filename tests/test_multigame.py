@@ -127,3 +127,23 @@ def test_two_gloo_processes_train_the_multigame_student_one_process_trains(recor
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     info = json.loads((ddp / "config.json").read_text())
     assert info["processes"] == 2 and [g["batch_share"] for g in info["games"]] == [4, 4]
+
+
+def test_the_multigame_grid_script_writes_table_figure_and_reuses_runs(recording, pong_recording, tmp_path, capsys):
+    from script_helpers import one_line_error, script_module
+
+    grid = script_module("multigame_grid")
+    argv = ["--datasets", str(recording), str(pong_recording), "--out", str(tmp_path / "grid"), "--seeds", "1",
+            "--fractions", "0.5", "--steps", "4", "--eval-every", "2", "--student", "small", "--batch-size", "8",
+            "--test-cap", "64", "--device", "cpu", "--publish", str(tmp_path / "docs")]
+    assert grid.main(argv) == 0
+    table = (tmp_path / "grid" / "table.md").read_text()
+    assert "| fraction | alpha | Breakout | Pong | mean over games |" in table
+    results = json.loads((tmp_path / "grid" / "results.json").read_text())
+    final = json.loads((tmp_path / "grid" / "runs" / "f0.5-a1-s0" / "metrics.json").read_text())
+    row = next(r for r in results if r["alpha"] == 1.0)
+    assert row["Pong"]["kl_per_seed"] == [final["games"]["Pong"]["test_kl"]]
+    assert (tmp_path / "docs" / "multigame.png").exists() and (tmp_path / "docs" / "metrics" / "f0.5-a0-s0.csv").exists()
+    capsys.readouterr()
+    assert grid.main(argv) == 0 and "reuse" in capsys.readouterr().err  # finished runs are not trained again
+    assert "other settings" in one_line_error(grid.main, [*argv, "--lr", "0.01"], capsys)
