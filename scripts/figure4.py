@@ -153,6 +153,35 @@ def release(run: Path) -> None:
     run.with_name(run.name + ".claim").unlink(missing_ok=True)
 
 
+def reuse_or_train(label: str, run: Path, cfg, final: dict | None, train_one) -> dict | None:
+    """A grid run's final metrics: ``final`` when it is already finished, else ``train_one(cfg, run)`` here unless
+    another live invocation has claimed the run (None then: collect it with :func:`finished_elsewhere`)."""
+    if final is not None:
+        print(f"{label} reuse {run}", file=sys.stderr)
+        return final
+    if not claim(run):
+        print(f"{label} skip {run}: another invocation is training it", file=sys.stderr)
+        return None
+    print(f"{label} train {run}", file=sys.stderr)
+    try:
+        return train_one(cfg, run)
+    finally:
+        release(run)
+
+
+def finished_elsewhere(pending: list, finished, results: dict) -> bool:
+    """Add the runs other invocations claimed to ``results`` if they are done; False (and a word on what to do) if
+    one is still being trained, so that the last invocation to finish draws the figure."""
+    for key, run, cfg in pending:
+        final = finished(run, cfg)
+        if final is None:
+            print(f"{run} is still being trained by another invocation; the last one to finish draws the figure "
+                  "(or run this command again when all are done)", file=sys.stderr)
+            return False
+        results[key] = {"final": final, "curve": read_curve(run)}
+    return True
+
+
 def falling_description(alpha_until: float) -> str:
     """How the table names the linear schedule's end."""
     if alpha_until == 1.0:
@@ -260,27 +289,14 @@ def main(argv=None) -> int:
         source = next((docs for docs in args.reuse_from or [] if restore(docs, run, cfg, facts.get(fraction))), None)
         if source is not None:
             print(f"[{i}/{len(grid)}] restored {run} from {source}", file=sys.stderr)
-        final = finished(run, cfg)
-        if final is not None:
-            print(f"[{i}/{len(grid)}] reuse {run}", file=sys.stderr)
-        elif not claim(run):
-            print(f"[{i}/{len(grid)}] skip {run}: another invocation is training it", file=sys.stderr)
+        final = reuse_or_train(f"[{i}/{len(grid)}]", run, cfg, finished(run, cfg),
+                               lambda c, r: train(c, r, device, resume=r.exists()))
+        if final is None:
             pending.append(((fraction, alpha, seed), run, cfg))
             continue
-        else:
-            print(f"[{i}/{len(grid)}] train {run}", file=sys.stderr)
-            try:
-                final = train(cfg, run, device, resume=run.exists())
-            finally:
-                release(run)
         results[(fraction, alpha, seed)] = {"final": final, "curve": read_curve(run)}
-    for key, run, cfg in pending:  # finished meanwhile by the invocation that had claimed it?
-        final = finished(run, cfg)
-        if final is None:
-            print(f"{run} is still being trained by another invocation; the last one to finish draws the figure "
-                  "(or run this command again when all are done)", file=sys.stderr)
-            return 0
-        results[key] = {"final": final, "curve": read_curve(run)}
+    if not finished_elsewhere(pending, finished, results):
+        return 0
     fractions = sorted(args.fractions)
     plot(results, fractions, args.alphas, args.out, game, live_teacher=args.teacher is not None,
          alpha_schedule=args.alpha_schedule, alpha_until=args.alpha_until)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from figure4 import claim, release  # noqa: E402  (the claim files that let several invocations share a grid)
+from figure4 import finished_elsewhere, reuse_or_train  # noqa: E402  (claim files: several invocations share a grid)
 
 from distill.environment.device import resolve_device  # noqa: E402
 from distill.environment.errors import RERUN_HINT, UserError, cli_entry  # noqa: E402
@@ -145,27 +145,14 @@ def main(argv=None) -> int:
     for i, (fraction, seed, alpha) in enumerate(grid, 1):
         run = run_dir(args.out, fraction, alpha, seed)
         cfg = multigame_config(args.datasets, alpha=alpha, fraction=fraction, seed=seed, **options)
-        final = finished(run, cfg)
-        if final is not None:
-            print(f"[{i}/{len(grid)}] reuse {run}", file=sys.stderr)
-        elif not claim(run):
-            print(f"[{i}/{len(grid)}] skip {run}: another invocation is training it", file=sys.stderr)
+        final = reuse_or_train(f"[{i}/{len(grid)}]", run, cfg, finished(run, cfg),
+                               lambda c, r: train_multigame(c, r, device, resume=r.exists()))
+        if final is None:
             pending.append(((fraction, alpha, seed), run, cfg))
             continue
-        else:
-            print(f"[{i}/{len(grid)}] train {run}", file=sys.stderr)
-            try:
-                final = train_multigame(cfg, run, device, resume=run.exists())
-            finally:
-                release(run)
         results[(fraction, alpha, seed)] = {"final": final, "curve": read_curve(run)}
-    for key, run, cfg in pending:
-        final = finished(run, cfg)
-        if final is None:
-            print(f"{run} is still being trained by another invocation; the last one to finish draws the figure "
-                  "(or run this command again when all are done)", file=sys.stderr)
-            return 0
-        results[key] = {"final": final, "curve": read_curve(run)}
+    if not finished_elsewhere(pending, finished, results):
+        return 0
 
     fraction, seed, alpha = grid[0]
     first = read_run_config(run_dir(args.out, fraction, alpha, seed) / "config.json")
