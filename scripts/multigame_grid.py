@@ -9,6 +9,7 @@ Every run is ``distill-train --dataset A.h5 B.h5 C.h5 --alpha A --fraction F --s
 the values given here (distill-train's defaults unless set). Resumable: finished runs are reused, interrupted ones
 continue from their checkpoint. Parallel: start the same command several times (one per core) and each takes runs no
 other live invocation has claimed; the last one to finish draws the figure and the table.
+``--episodes N`` also plays N games of each game with every student and reports its score over the teacher's.
 Writes OUT/multigame.png, OUT/table.md and OUT/results.json; runs live in OUT/runs/. ``--publish DOCS`` copies them
 and each run's metrics.csv, metrics.json and config.json to a committed folder.
 """
@@ -34,6 +35,60 @@ from distill.training.multigame import multigame_config, train_multigame  # noqa
 from distill.training.runs import config_differences, read_curve, read_run_config  # noqa: E402
 
 PUBLISHED = {"metrics.csv": ".csv", "metrics.json": ".json", "config.json": ".config.json"}
+CARDS = Path(__file__).resolve().parents[1] / "teachers" / "cards"
+
+
+def game_scores(run: Path, episodes: int, envs: int, device) -> dict[str, list[float]]:
+    """Each game's sampled-action scores of a run's student over ``episodes`` games (seed 0), kept in the run
+    directory so that a rerun plays nothing twice."""
+    from distill.evaluation.report import evaluate_student
+
+    path = run / f"scores-sample-{episodes}.json"
+    if not path.exists():
+        report, _ = evaluate_student(run, episodes=episodes, mode="sample", envs=envs, held_out=False,
+                                     with_teacher=False, device=device, echo=lambda line: print(line, file=sys.stderr))
+        scores = {game: r["modes"]["sample"]["returns"] for game, r in report["games"].items()}
+        path.write_text(json.dumps(scores))
+    return json.loads(path.read_text())
+
+
+def score_table(scores: dict, games: list[str], fractions: list[float], alphas: list[float], seeds: int,
+                episodes: int) -> str:
+    """Per game: the students' mean score and its ratio to the teacher's (its card's 30 sampled games), with an
+    interval that resamples the seeds' students, then their games; for a game where some score is negative (Pong,
+    -21 to 21), where a ratio means nothing, the difference in points instead."""
+    from distill.evaluation.scores import (difference_interval, difference_interval_by_student, ratio_interval,
+                                           ratio_interval_by_student, returns_by_mode)
+
+    def by_student(two_level, pooled):  # one student: only its games to resample
+        return two_level if seeds > 1 else lambda groups, reference: pooled(groups[0], reference[0])
+    difference, ratio = (by_student(difference_interval_by_student, difference_interval),
+                         by_student(ratio_interval_by_student, ratio_interval))
+
+    teacher = {g: returns_by_mode(CARDS / f"{g.lower()}.json")["sample"] for g in games}
+    negative = {g for g in games if min(teacher[g]) < 0 or any(min(x[g]) < 0 for x in scores.values())}
+    lines = [f"Game scores: sampled actions, {episodes} games per student and game (seed 0), {seeds} students per "
+             "cell; the teacher's from its card (teachers/cards/, 30 sampled games). Each cell: the students' mean "
+             "score, then student / teacher"
+             + (f" ({', '.join(sorted(negative))}: student minus teacher in points, since scores there can be "
+                "negative)" if negative else "")
+             + " with a 95% interval (students resampled, then their games).", "",
+             "| fraction | alpha | " + " | ".join(f"{g} (teacher {np.mean(teacher[g]):.1f})" for g in games) + " |",
+             "|---|---|" + "---|" * len(games)]
+    for fraction in fractions:
+        for alpha in alphas:
+            cells = []
+            for g in games:
+                groups = [scores[(fraction, alpha, s)][g] for s in range(seeds)]
+                mean = np.mean([np.mean(x) for x in groups])
+                if g in negative:
+                    d = difference(groups, [teacher[g]])
+                    cells.append(f"{mean:.1f}: {d.difference:+.1f} ({d.low:+.1f} to {d.high:+.1f})")
+                else:
+                    r = ratio(groups, [teacher[g]])
+                    cells.append(f"{mean:.1f}: {100 * r.ratio:.0f}% ({100 * r.low:.0f}-{100 * r.high:.0f}%)")
+            lines.append(f"| {fraction:g} | {alpha:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def parse_args(argv=None):
@@ -45,6 +100,10 @@ def parse_args(argv=None):
     p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 1.0])
     p.add_argument("--seeds", type=int, default=3)
     add_arguments(p, exclude=("alpha", "fraction", "seed"))  # the flags, defaults and help of distill-train
+    p.add_argument("--episodes", type=int, default=0,
+                   help="also play this many games of each game with every student (sampled actions) and report "
+                        "its score over the teacher's, from the teacher's card (default 0: no games)")
+    p.add_argument("--envs", type=int, default=4, help="games played in parallel with --episodes")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--publish", type=Path, metavar="DOCS",
                    help="after drawing, copy the figure, table and every run's curve, final metrics and config here")
@@ -136,7 +195,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = resolve_device(args.device)
     options = {k: v for k, v in vars(args).items()
-               if k not in ("datasets", "out", "fractions", "alphas", "seeds", "device", "publish")}
+               if k not in ("datasets", "out", "fractions", "alphas", "seeds", "device", "publish", "episodes", "envs")}
     args.out.mkdir(parents=True, exist_ok=True)
     grid = [(f, s, a) for f in args.fractions for s in range(args.seeds) for a in args.alphas]
     results: dict = {}
@@ -169,6 +228,13 @@ def main(argv=None) -> int:
               f"({args.lr_schedule}, warm-up {args.lr_warmup:g}), distance {args.distance}, split seed "
               f"{args.split_seed}, trained on {', '.join(str(d) for d in devices)}.")
     text, summary = table(results, games, fractions, args.alphas, args.seeds, header)
+    if args.episodes > 0:
+        scores = {(f, a, s): game_scores(run_dir(args.out, f, a, s), args.episodes, args.envs, device)
+                  for f, s, a in grid}
+        text += "\n\n" + score_table(scores, games, fractions, args.alphas, args.seeds, args.episodes)
+        for row in summary:
+            row["scores_per_seed"] = {g: [scores[(row["fraction"], row["alpha"], s)][g] for s in range(args.seeds)]
+                                      for g in games}
     text += f"\n\nWall time of this invocation: {time.time() - start:.0f} s.\n"
     (args.out / "table.md").write_text(text)
     (args.out / "results.json").write_text(json.dumps(summary, indent=2))
@@ -181,6 +247,9 @@ def main(argv=None) -> int:
             run = run_dir(args.out, fraction, alpha, seed)
             for source, suffix in PUBLISHED.items():
                 shutil.copy(run / source, args.publish / "metrics" / f"{run.name}{suffix}")
+            if args.episodes > 0:
+                shutil.copy(run / f"scores-sample-{args.episodes}.json",
+                            args.publish / "metrics" / f"{run.name}.scores-sample-{args.episodes}.json")
         print(f"published the figure, the table and {len(grid)} runs to {args.publish}", file=sys.stderr)
     return 0
 

@@ -135,7 +135,7 @@ def test_the_multigame_grid_script_writes_table_figure_and_reuses_runs(recording
     grid = script_module("multigame_grid")
     argv = ["--datasets", str(recording), str(pong_recording), "--out", str(tmp_path / "grid"), "--seeds", "1",
             "--fractions", "0.5", "--steps", "4", "--eval-every", "2", "--student", "small", "--batch-size", "8",
-            "--test-cap", "64", "--device", "cpu", "--publish", str(tmp_path / "docs")]
+            "--test-cap", "64", "--device", "cpu", "--publish", str(tmp_path / "docs"), "--episodes", "2", "--envs", "2"]
     assert grid.main(argv) == 0
     table = (tmp_path / "grid" / "table.md").read_text()
     assert "| fraction | alpha | Breakout | Pong | mean over games |" in table
@@ -143,6 +143,9 @@ def test_the_multigame_grid_script_writes_table_figure_and_reuses_runs(recording
     final = json.loads((tmp_path / "grid" / "runs" / "f0.5-a1-s0" / "metrics.json").read_text())
     row = next(r for r in results if r["alpha"] == 1.0)
     assert row["Pong"]["kl_per_seed"] == [final["games"]["Pong"]["test_kl"]]
+    scores = json.loads((tmp_path / "grid" / "runs" / "f0.5-a1-s0" / "scores-sample-2.json").read_text())
+    assert set(scores) == {"Breakout", "Pong"} and all(len(v) == 2 for v in scores.values())
+    assert "| 0.5 | 1 | " in table.split("Game scores")[1]  # the score table, a row per fraction and alpha
     assert (tmp_path / "docs" / "multigame.png").exists() and (tmp_path / "docs" / "metrics" / "f0.5-a0-s0.csv").exists()
     capsys.readouterr()
     assert grid.main(argv) == 0 and "reuse" in capsys.readouterr().err  # finished runs are not trained again
