@@ -16,6 +16,8 @@ intervals: for games whose scores can be negative (Pong, -21 to 21), where a rat
 
     python scripts/score_ratio.py --difference --students docs/game-scores-pong/student8k-f0.01-a1-s*.json \
         --teacher docs/game-scores-pong/student8k-f0.01-a0-s*.json
+
+A multi-game student's ``distill-eval --json`` file holds one report per game: ``--game G`` picks one.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", type=Path, nargs="+", required=True,
                    help="teacher card(s) or distill-eval --json file(s) of the teacher (pooled); a student's file "
                         "with the teacher played alongside also works")
+    p.add_argument("--game", default=None,
+                   help="with distill-eval files of a multi-game student: the game whose scores to compare")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--difference", action="store_true",
                    help="report mean score minus the reference's in points instead of their ratio (for games whose "
@@ -51,11 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    teacher = pooled_returns(args.teacher, policy="teacher")
-    per_student_file = {str(p): returns_by_mode(p) for p in args.students}
-    students = pooled_returns(args.students)
-    student_policies = returns_by_policy(args.students)  # one entry per student, whatever its number of files
-    reference_policies = returns_by_policy(args.teacher, policy="teacher")
+    game = args.game
+    teacher = pooled_returns(args.teacher, policy="teacher", game=game)
+    per_student_file = {str(p): returns_by_mode(p, game=game) for p in args.students}
+    students = pooled_returns(args.students, game=game)
+    student_policies = returns_by_policy(args.students, game=game)  # one entry per student, any number of files
+    reference_policies = returns_by_policy(args.teacher, policy="teacher", game=game)
     report: dict = {"students": [str(p) for p in args.students], "teacher": [str(p) for p in args.teacher],
                     "modes": {}}
     pooled_interval, by_student_interval = ((difference_interval, difference_interval_by_student) if args.difference

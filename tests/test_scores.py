@@ -205,3 +205,19 @@ def test_score_ratio_script_ends_quietly_when_its_reader_stops(tmp_path):
         os.close(write_end)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_a_multigame_students_file_is_read_one_game_at_a_time(tmp_path):
+    def modes(returns):
+        return {"modes": {"sample": {"returns": returns}}}
+
+    path = tmp_path / "three.json"
+    path.write_text(json.dumps({"policy": "student", "run": "data/runs/three", "games": {
+        "Breakout": {**modes([10, 20]), "teacher": {**modes([100, 120]), "sha256": "b"}},
+        "Pong": {**modes([-5, 3]), "teacher": {**modes([20, 21]), "sha256": "p"}}}}))
+    assert pooled_returns([path], game="Pong") == {"sample": [-5.0, 3.0]}
+    assert pooled_returns([path], policy="teacher", game="Breakout") == {"sample": [100.0, 120.0]}
+    with pytest.raises(UserError, match="holds the scores of Breakout, Pong; say which with --game"):
+        pooled_returns([path])
+    with pytest.raises(UserError, match="not of SpaceInvaders"):
+        pooled_returns([path], game="SpaceInvaders")

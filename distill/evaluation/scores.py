@@ -204,14 +204,20 @@ def difference_interval_by_student(groups: Sequence[Sequence[float]], reference:
                               int(sum(g.size for g in reference)))
 
 
-def _read_score_file(path: Path, policy: str = "auto") -> dict:
-    """The JSON of a score file, narrowed to the teacher played alongside when ``policy="teacher"`` asks for it."""
+def _read_score_file(path: Path, policy: str = "auto", game: str | None = None) -> dict:
+    """The JSON of a score file, narrowed to ``game`` in a multi-game student's file and to the teacher played
+    alongside when ``policy="teacher"`` asks for it."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UserError(f"{path} does not exist; write one with `distill-eval ... --json {path}`") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{path} is not a readable JSON file ({exc})") from None
+    if isinstance(data.get("games"), dict):  # distill-eval of a multi-game student: one report per game
+        if game not in data["games"]:
+            raise UserError(f"{path} holds the scores of {', '.join(data['games'])}; "
+                            f"{'say which with --game' if game is None else f'not of {game}'}")
+        data = {**data["games"][game], "policy": data.get("policy"), "run": data.get("run")}
     if policy == "teacher" and isinstance(data.get("teacher"), dict):
         data = data["teacher"]
     return data
@@ -230,13 +236,14 @@ def _identity(data: dict, path: Path) -> str:
     return f"sha256:{data.get('sha256', path)}"
 
 
-def returns_by_mode(path: Path, policy: str = "auto") -> dict[str, list[float]]:
+def returns_by_mode(path: Path, policy: str = "auto", game: str | None = None) -> dict[str, list[float]]:
     """Per-game scores, by action-selection mode, from any JSON the toolkit writes about game play.
 
     Understands ``distill-eval --json`` files (the evaluated policy, or with ``policy="teacher"`` the
-    teacher played alongside a student) and teacher cards (``teachers/cards/*.json``).
+    teacher played alongside a student) and teacher cards (``teachers/cards/*.json``); in a multi-game student's
+    file, the scores of ``game``.
     """
-    return _modes(_read_score_file(path, policy), path)
+    return _modes(_read_score_file(path, policy, game), path)
 
 
 def policy_identity(path: Path, policy: str = "auto") -> str:
@@ -245,23 +252,24 @@ def policy_identity(path: Path, policy: str = "auto") -> str:
     return _identity(_read_score_file(path, policy), path)
 
 
-def returns_by_policy(paths: Sequence[Path], policy: str = "auto") -> dict[str, dict[str, list[float]]]:
+def returns_by_policy(paths: Sequence[Path], policy: str = "auto",
+                      game: str | None = None) -> dict[str, dict[str, list[float]]]:
     """Scores per mode of each distinct policy in ``paths`` (files of one student or one teacher pooled), in order."""
     grouped: dict[str, dict[str, list[float]]] = {}
     for path in paths:
-        data = _read_score_file(path, policy)  # read once for both the scores and whose they are
+        data = _read_score_file(path, policy, game)  # read once for both the scores and whose they are
         modes = grouped.setdefault(_identity(data, path), {})
         for mode, returns in _modes(data, path).items():
             modes.setdefault(mode, []).extend(returns)
     return grouped
 
 
-def pooled_returns(paths: Sequence[Path], policy: str = "auto") -> dict[str, list[float]]:
+def pooled_returns(paths: Sequence[Path], policy: str = "auto", game: str | None = None) -> dict[str, list[float]]:
     """Scores of several files (e.g. one per seed, or a teacher's sampled and greedy evaluations) pooled per mode;
     a mode holds the games of every file that has it."""
     pooled: dict[str, list[float]] = {}
     for path in paths:
-        for mode, returns in returns_by_mode(path, policy).items():
+        for mode, returns in returns_by_mode(path, policy, game).items():
             pooled.setdefault(mode, []).extend(returns)
     if not pooled:
         raise UserError("the files given hold no games")
