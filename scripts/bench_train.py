@@ -78,9 +78,10 @@ def main(argv=None) -> int:
     for path in args.paths:
         results = {}
         for alpha in (0.0, 1.0):
-            # a fresh reader per run: the streamed one's workers serve one run's draws
+            # a fresh reader per run: the streamed one's workers serve one run's draws; like distill-train, a
+            # KL-only run reads neither directions nor gradient maps
             data = (TrainingData if path == "memory" else StreamingData)(args.dataset, split.train_rows, device,
-                                                                          with_gradients=True)
+                                                                          with_gradients=alpha > 0)
             results[alpha] = bench(data, alpha, args.steps, args.batch_size, args.student, device, n_actions)
             if isinstance(data, StreamingData):
                 data.close()

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  size       {info['file_bytes'] / 2**20:.1f} MiB, {info['bytes_per_state'] / 1024:.1f} KiB/state; "
         f"{info['codec']} compression: frames {info['compression_obs']:.0f}x"
         + (f", gradients {info['compression_grads']:.2f}x" if info["compression_grads"] is not None else ""),
-        f"  checksums  " + ("Fletcher-32 on every chunk" if info["checksums"] else
+        "  checksums  " + ("Fletcher-32 on every chunk" if info["checksums"] else
                             "none (recorded before checksums were written: damage to its data cannot be detected)"),
     ]
     if args.verify:

@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -289,25 +290,9 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 train_means = running.means(ranks, device)
                 running = _Running()
-                stopped = None  # rank 0's reason to stop, told to every rank
-                if ranks.is_main:
-                    metrics = evaluate_loaded(student, capped_obs, capped_logits)
-                    # checked here, not at every step (which would stall a GPU): a NaN anywhere since the last
-                    # checkpoint shows in the summed losses or the evaluation, and stops the run before a checkpoint
-                    # takes it in
-                    measured = {**train_means, **metrics}
-                    if not all_finite(measured):
-                        stopped = str(diverged(run_dir, step, last_saved, measured))
-                    else:
-                        with writes_to(run_dir):
-                            logger.log(step, train_means, metrics)
-                        if metrics["test_kl"] < best:
-                            best = metrics["test_kl"]
-                            save_checkpoint(run_dir / "best.pt", student, optimizer, step, best, gen)
-                        save_checkpoint(run_dir / "latest.pt", student, optimizer, step, best, gen)
-                stopped = from_main(stopped, ranks)
-                if stopped:
-                    raise UserError(stopped)
+                best = checkpoint_evaluation(run_dir, step, last_saved, best, train_means,
+                                             lambda: evaluate_loaded(student, capped_obs, capped_logits), logger,
+                                             student, optimizer, gen, ranks)
                 last_saved = step
     finally:
         if streamed:
@@ -333,6 +318,33 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
     if isinstance(final, str):
         raise UserError(final)
     return final
+
+
+def checkpoint_evaluation(run_dir: Path, step: int, last_saved: int, best: float, train_means: dict,
+                          evaluate: Callable[[], dict], logger: _Logger | None, student: torch.nn.Module,
+                          optimizer: torch.optim.Optimizer, generators, ranks: Ranks) -> float:
+    """One evaluation step of a training loop, shared by single- and multi-game runs: rank 0 evaluates, logs and
+    checkpoints (best.pt on a new best held-out KL, latest.pt always) and returns the best KL so far. A non-finite
+    loss or metric is checked here, not at every step (which would stall a GPU): a NaN anywhere since the last
+    checkpoint shows in the summed losses or the evaluation, and stops every rank with one line before a checkpoint
+    takes it in."""
+    stopped = None  # rank 0's reason to stop, told to every rank
+    if ranks.is_main:
+        metrics = evaluate()
+        measured = {**train_means, **metrics}
+        if not all_finite(measured):
+            stopped = str(diverged(run_dir, step, last_saved, measured))
+        else:
+            with writes_to(run_dir):
+                logger.log(step, train_means, metrics)
+            if metrics["test_kl"] < best:
+                best = metrics["test_kl"]
+                save_checkpoint(run_dir / "best.pt", student, optimizer, step, best, generators)
+            save_checkpoint(run_dir / "latest.pt", student, optimizer, step, best, generators)
+    stopped = from_main(stopped, ranks)
+    if stopped:
+        raise UserError(stopped)
+    return best
 
 
 def all_finite(values: dict) -> bool:

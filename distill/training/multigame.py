@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,12 +26,12 @@ from distill.recording.schema import has_gradients, no_gradients_error
 from distill.training.config import TrainConfig, batch_shares, game_mix_weights
 from distill.training.data import Split, TrainingData, recording_episodes, split_by_episodes
 from distill.training.distributed import Ranks, from_main, mean_over_ranks, wrap
-from distill.training.loop import (_Logger, _capped_test_set, all_finite, diverged, learning_rate, live_projections,
-                                   recording_teacher, sobolev_weight)
+from distill.training.loop import (_Logger, _capped_test_set, all_finite, checkpoint_evaluation, diverged,
+                                   learning_rate, live_projections, recording_teacher, sobolev_weight)
 from distill.training.losses import multigame_distillation_loss
 from distill.training.metrics import evaluate_loaded, evaluate_states
-from distill.training.runs import (METRIC_FIELDS, check_run_dir, load_checkpoint, save_checkpoint,
-                                   start_metrics_log, start_over, writes_to)
+from distill.training.runs import (METRIC_FIELDS, check_run_dir, load_checkpoint, start_metrics_log, start_over,
+                                   writes_to)
 from distill.training.streaming import GiB, StreamingData, default_memory_budget, draw_batch, training_bytes
 from distill.training.students import count_parameters, make_multigame_student
 
@@ -290,22 +289,9 @@ def train_multigame(cfg: TrainConfig, run_dir: Path, device: torch.device, resum
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 train_means = running.means(shares, ranks, device)
                 running = _Running(names)
-                stopped = None
-                if ranks.is_main:
-                    metrics = _evaluate_capped(student, games)
-                    measured = {**train_means, **metrics}
-                    if not all_finite(measured):
-                        stopped = str(diverged(run_dir, step, last_saved, measured))
-                    else:
-                        with writes_to(run_dir):
-                            logger.log(step, train_means, metrics)
-                        if metrics["test_kl"] < best:
-                            best = metrics["test_kl"]
-                            save_checkpoint(run_dir / "best.pt", student, optimizer, step, best, generators)
-                        save_checkpoint(run_dir / "latest.pt", student, optimizer, step, best, generators)
-                stopped = from_main(stopped, ranks)
-                if stopped:
-                    raise UserError(stopped)
+                best = checkpoint_evaluation(run_dir, step, last_saved, best, train_means,
+                                             lambda: _evaluate_capped(student, games), logger, student, optimizer,
+                                             generators, ranks)
                 last_saved = step
     finally:
         for g in games:
