@@ -34,12 +34,14 @@ from distill._version import __version__
 from distill.environment import atari
 from distill.environment.errors import StateLostError, UserError
 from distill.recording.repair import clear_consistency_flags
-from distill.recording.schema import (CHECKSUM, EPISODE_FIELDS, LIVES_MEANING, PER_STATE, SCHEMA_VERSION,
-                                      open_for_reading, raised_by_h5py, seal_attributes)
+from distill.recording.schema import (CHECKSUM, EPISODE_FIELDS, GRAD_SCALES, LIVES_MEANING, PER_STATE, SCHEMA_VERSION,
+                                      open_for_reading, quantize_gradients, raised_by_h5py, seal_attributes)
 from distill.sobolev import input_gradients, random_unit_vectors
 
-GRAD_DTYPES = {"float16": np.float16, "float32": np.float32}
-TORCH_GRAD_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+# int8 maps carry a float32 scale per state and projection (schema.GRAD_SCALES); the teacher step hands them over as
+# float32 and quantize_gradients rounds them
+GRAD_DTYPES = {"float16": np.float16, "float32": np.float32, "int8": np.int8}
+TORCH_GRAD_DTYPES = {"float16": torch.float16, "float32": torch.float32, "int8": torch.float32}
 BEHAVIOURS = ("sample", "greedy")
 CHUNK_STATES = 16  # states per HDF5 chunk: small enough for fast random reads, large enough to compress
 
@@ -99,7 +101,7 @@ class RecordConfig:
             raise UserError(f"--projections must be at least 0 (0: no gradients, for KL-only training or "
                             f"distill-train --teacher), got {self.projections}")
         if self.grad_dtype not in GRAD_DTYPES:
-            raise UserError(f"--grad-dtype must be float16 or float32, got {self.grad_dtype!r}")
+            raise UserError(f"--grad-dtype must be one of {', '.join(GRAD_DTYPES)}, got {self.grad_dtype!r}")
         if self.behaviour not in BEHAVIOURS:
             raise UserError(f"--behaviour must be sample or greedy, got {self.behaviour!r}")
         if not 0.0 <= self.epsilon <= 1.0:
@@ -163,6 +165,8 @@ def _create_file(path: Path, cfg: RecordConfig, n_actions: int, teacher_path: st
             f.create_dataset("proj_grads", (0, k, *atari.OBS_SHAPE), GRAD_DTYPES[cfg.grad_dtype],
                              maxshape=(None, k, *atari.OBS_SHAPE),
                              chunks=(max(1, CHUNK_STATES // k), k, *atari.OBS_SHAPE), **comp)
+            if cfg.grad_dtype == "int8":
+                f.create_dataset(GRAD_SCALES, (0, k), np.float32, maxshape=(None, k), chunks=(1024, k), **sums)
         lives = f.create_dataset("lives", (0,), np.int16, maxshape=(None,), chunks=(4096,), **sums)
         lives.attrs["meaning"] = LIVES_MEANING
         f.create_dataset("committed", data=np.zeros(1, np.int64))
@@ -358,6 +362,8 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
             venv.step_async(actions)  # the games advance in their processes while we prepare this step's rows
             rows = dict(obs=obs[:take].copy(), logits=logits, actions=chosen.astype(np.int64),
                         episode=current[:take].astype(np.int32), proj_dirs=dirs, proj_grads=grads)
+            if cfg.grad_dtype == "int8" and cfg.projections > 0:
+                rows["proj_grads"], rows[GRAD_SCALES] = quantize_gradients(grads)
             for i in range(take):
                 episodes["length"][current[i]] += 1
             obs, rewards, dones, infos = venv.step_wait()

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.recording.schema import (dataset_damaged, episode_table, has_gradients, no_gradients_error, open_recording,
-                                      read_range, require_finite)
+from distill.recording.schema import (GRAD_SCALES, dataset_damaged, decode_gradients, episode_table, has_gradients,
+                                      no_gradients_error, open_recording, read_range, require_finite)
 from distill.environment.errors import UserError
 
 
@@ -58,7 +58,7 @@ def split_by_episodes(episode_of_state: np.ndarray, fraction: float, seed: int =
 
 
 class TrainingData:
-    """The training rows of a recording, in memory (uint8 frames, float16/32 gradients)."""
+    """The training rows of a recording, in memory (uint8 frames, gradients as stored: float16/32 or int8)."""
 
     def __init__(self, path: Path, rows: np.ndarray, device: torch.device, with_gradients: bool = True):
         with open_recording(path) as f:
@@ -67,13 +67,16 @@ class TrainingData:
             arrays = {"obs": read_rows(f["obs"], rows), "logits": read_range(f["logits"])[rows]}
             if with_gradients:
                 arrays |= {"proj_dirs": read_range(f["proj_dirs"])[rows], "proj_grads": read_rows(f["proj_grads"], rows)}
-        for name in ("logits", "proj_dirs", "proj_grads"):  # a NaN here would surface as a NaN loss, far from its cause
-            if name in arrays:
+                if GRAD_SCALES in f:  # int8 maps, decoded batch by batch (a quarter of float32's memory)
+                    arrays[GRAD_SCALES] = read_range(f[GRAD_SCALES])[rows]
+        for name in ("logits", "proj_dirs", "proj_grads", GRAD_SCALES):  # a NaN would surface as a NaN loss, far
+            if name in arrays:                                           # from its cause
                 require_finite(path, name, arrays[name], rows)
         self.obs = torch.from_numpy(arrays["obs"]).to(device)
         self.logits = torch.from_numpy(arrays["logits"]).to(device)
         self.dirs = torch.from_numpy(arrays["proj_dirs"]).to(device) if with_gradients else None
         self.grads = torch.from_numpy(arrays["proj_grads"]).to(device) if with_gradients else None
+        self.grad_scales = torch.from_numpy(arrays[GRAD_SCALES]).to(device) if GRAD_SCALES in arrays else None
         self.n = len(rows)
         self.device = device
 
@@ -81,7 +84,8 @@ class TrainingData:
         obs = self.obs[idx].float().div_(255.0)
         if self.dirs is None:
             return obs, self.logits[idx], None, None
-        return obs, self.logits[idx], self.dirs[idx], self.grads[idx].float()
+        scales = None if self.grad_scales is None else self.grad_scales[idx]
+        return obs, self.logits[idx], self.dirs[idx], decode_gradients(self.grads[idx], scales)
 
 
 def read_rows(dataset, rows: np.ndarray, block: int = 4096) -> np.ndarray:

@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distill.environment.errors import UserError
-from distill.recording.schema import (dataset_damaged, has_gradients, no_gradients_error, open_recording, read_range,
-                                      require_finite)
+from distill.recording.schema import (GRAD_SCALES, dataset_damaged, decode_gradients, has_gradients,
+                                      no_gradients_error, open_recording, read_range, require_finite)
 from distill.sobolev import random_unit_vectors
 
 GiB = 1024 ** 3
@@ -32,8 +32,10 @@ def training_bytes(n_rows: int, attrs: dict, with_gradients: bool) -> int:
     per_row = frame + 4 * int(attrs["n_actions"])
     if with_gradients:
         k = int(attrs["projections"])
-        grad_bytes = np.dtype(str(attrs.get("grad_dtype", "float16"))).itemsize
-        per_row += k * 4 * int(attrs["n_actions"]) + k * frame * grad_bytes
+        grad_dtype = str(attrs.get("grad_dtype", "float16"))
+        per_row += k * 4 * int(attrs["n_actions"]) + k * frame * np.dtype(grad_dtype).itemsize
+        if grad_dtype == "int8":  # one float32 scale per map
+            per_row += 4 * k
     return n_rows * per_row
 
 
@@ -93,6 +95,8 @@ class _RecordingRows(Dataset):
             self._file = open_recording(self.path)
         rows = self.rows[positions.numpy()]
         names = ["obs", "logits"] + (["proj_dirs", "proj_grads"] if self.with_gradients else [])
+        if self.with_gradients and GRAD_SCALES in self._file:  # int8 maps and their scales
+            names.append(GRAD_SCALES)
         batch = {"positions": positions}
         for name in names:
             values = read_scattered(self._file[name], rows)
@@ -142,8 +146,10 @@ class StreamingData:
         loader = DataLoader(_RecordingRows(self.path, self.rows, self.with_gradients), batch_size=None,
                             sampler=_Draws(generator.get_state(), self.n, batch_size, weights, steps, share,
                                            live_directions),
-                            num_workers=workers, prefetch_factor=4, persistent_workers=False,
-                            pin_memory=self.device.type == "cuda", multiprocessing_context=None if not workers else "spawn" if self.device.type == "cuda" else "fork")
+                            num_workers=workers, prefetch_factor=4 if workers else None, persistent_workers=False,
+                            pin_memory=self.device.type == "cuda",
+                            multiprocessing_context=None if not workers else "spawn" if self.device.type == "cuda"
+                            else "fork")
         self._batches = iter(loader)
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -159,8 +165,10 @@ class StreamingData:
         logits = batch["logits"].to(self.device, non_blocking=True)
         if not self.with_gradients:
             return obs, logits, None, None
+        scales = batch.get(GRAD_SCALES)
         return (obs, logits, batch["proj_dirs"].to(self.device, non_blocking=True),
-                batch["proj_grads"].to(self.device, non_blocking=True).float())
+                decode_gradients(batch["proj_grads"].to(self.device, non_blocking=True),
+                                 None if scales is None else scales.to(self.device, non_blocking=True)))
 
     def close(self) -> None:
         self._batches = None  # the loader's workers exit with their iterator
