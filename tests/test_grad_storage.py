@@ -133,3 +133,18 @@ def test_cli_records_int8_that_verifies_against_its_teacher(sb3_models, tmp_path
     bad = subprocess.run([*cmd[:-4], "--grad-dtype", "int4", "--out", str(tmp_path / "x.h5")], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "int8" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_storage_benchmark_measures_every_option_against_float32(recordings, capsys):
+    from script_helpers import one_line_error, script_module
+
+    bench = script_module("bench_grad_storage")
+    f32, int8 = recordings
+    assert bench.main(["--dataset", str(f32), "--states", "64"]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith("| stored as")}
+    assert set(rows) == set(bench.OPTIONS)
+    assert float(rows["float32"][4].split()[0]) == 1.0 and rows["float32"][5].startswith("0.00e+00")
+    assert float(rows["int8, scale per map"][1]) < float(rows["float16 (default)"][1])
+    assert 0.99 < float(rows["int8, scale per map"][4].split()[0]) < 1.0
+    assert "must be float32" in one_line_error(bench.main, ["--dataset", str(int8)], capsys)
