@@ -13,13 +13,17 @@ import time
 from pathlib import Path
 
 import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
 
 
 from distill.environment.errors import cli_entry
 from distill.training.data import TrainingData, recording_episodes, split_by_episodes
 from distill.training.streaming import StreamingData
 from distill.environment.device import resolve_device
-from distill.training.losses import distillation_loss
+from distill.sobolev import input_gradients
+from distill.training.losses import distillation_loss, policy_kl, sobolev_distance
 from distill.training.students import make_student
 from distill.training.config import TrainConfig
 
@@ -30,9 +34,12 @@ def sync(device: torch.device) -> None:
 
 
 def bench(data: TrainingData | StreamingData, alpha: float, steps: int, batch: int, student_name: str,
-          device: torch.device, n_actions: int) -> dict:
+          device: torch.device, n_actions: int, step=None, prepare=None) -> dict:
+    """Time ``steps`` optimiser steps (after 10 of warm-up); ``step`` computes an alpha-1 loss another way, on the
+    student that ``prepare`` returns."""
     torch.manual_seed(0)
     student = make_student(student_name, n_actions).to(device)
+    model = student if prepare is None else prepare(student)
     # distill-train's default lr (the lr does not change a step's cost)
     opt = torch.optim.Adam(student.parameters(), lr=TrainConfig.lr)
     gen = torch.Generator().manual_seed(0)
@@ -45,7 +52,8 @@ def bench(data: TrainingData | StreamingData, alpha: float, steps: int, batch: i
         obs, logits, dirs, grads = data.batch(idx)
         sync(device)
         t1 = time.perf_counter()
-        loss = distillation_loss(student, obs, logits, alpha, dirs, grads).total
+        loss = (distillation_loss(model, obs, logits, alpha, dirs, grads).total if step is None
+                else step(model, obs, logits, dirs, grads)[0])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -55,6 +63,128 @@ def bench(data: TrainingData | StreamingData, alpha: float, steps: int, batch: i
             wait += t1 - t0
             total += t2 - t0
     return {"samples_per_s": steps * batch / total, "step_ms": 1000 * total / steps, "data_wait_share": wait / total}
+
+
+# ---------------------------------------------------------------------------------------------
+# ways to compute one Sobolev step (alpha 1, cosine distance): each returns (what .backward() is called on, the loss)
+# ---------------------------------------------------------------------------------------------
+def double_backward(student, obs, logits, dirs, grads):
+    """Today's step: the student's input gradient with create_graph=True, then one backward through both."""
+    out = distillation_loss(student, obs, logits, 1.0, dirs, grads)
+    return out.total, out.total
+
+
+def forward_over_reverse(student, obs, logits, dirs, grads):
+    """The same parameter gradients without a graph of the input gradient: with R = d(distance)/dg at the student's
+    g, d(loss)/d(theta) = d(KL)/d(theta) + d<g(theta), R>/d(theta), and <g, R> is the forward-mode derivative of
+    <log pi(s), v> along R, whose reverse pass gives the second term."""
+    x = obs.detach().requires_grad_(True)
+    log_probs = F.log_softmax(student(x), 1)
+    (g,) = torch.autograd.grad((log_probs * dirs[:, 0]).sum(), x)  # K = 1: values only, no graph
+    g = g.unsqueeze(1).requires_grad_(True)
+    sob = sobolev_distance(g, grads, "cosine")
+    (r,) = torch.autograd.grad(sob, g)
+    with fwAD.dual_level():
+        out = student(fwAD.make_dual(obs, r[:, 0]))
+        shifted = out - out.max(1, keepdim=True).values.detach()  # log_softmax, in ops whose forward AD is
+        log_probs = shifted - shifted.exp().sum(1, keepdim=True).log()  # reverse-differentiable
+        tangent = fwAD.unpack_dual((log_probs * dirs[:, 0]).sum()).tangent
+        student_logits = fwAD.unpack_dual(out).primal
+    kl = policy_kl(student_logits, logits)
+    return kl + tangent, kl.detach() + sob.detach()
+
+
+def func_vmap(student, obs, logits, dirs, grads):
+    """torch.func: a per-state vjp (grad of <log pi(s), v> in s) vmapped over the batch."""
+    params = dict(student.named_parameters())
+
+    def projected(p, state, v):
+        return (F.log_softmax(functional_call(student, p, (state[None],)), 1)[0] * v).sum()
+
+    g = vmap(grad(projected, argnums=1), in_dims=(None, 0, 0))(params, obs, dirs[:, 0]).unsqueeze(1)
+    total = policy_kl(student(obs), logits) + sobolev_distance(g, grads, "cosine")
+    return total, total
+
+
+def to_channels_last(student):
+    """The student's weights in channels-last memory order (and so its activations: the batch follows them)."""
+    return student.to(memory_format=torch.channels_last)
+
+
+class SpaceToDepthConv2d(torch.nn.Conv2d):
+    """A Conv2d whose kernel is twice its stride, computed as pixel_unshuffle(stride) then a 2x2 stride-1 conv of the
+    same weights, rearranged: the same sums in another order, and dense stride-1 kernels for the input gradient."""
+
+    def forward(self, x):
+        s = self.stride[0]
+        o, c = self.weight.shape[:2]
+        w = self.weight.view(o, c, 2, s, 2, s).permute(0, 1, 3, 5, 2, 4).reshape(o, c * s * s, 2, 2)
+        return F.conv2d(F.pixel_unshuffle(x, s), w, self.bias)
+
+
+def space_to_depth(student):
+    """The student with each conv layer whose kernel is twice its stride computed by SpaceToDepthConv2d."""
+    for i, layer in enumerate(student.features):
+        if isinstance(layer, torch.nn.Conv2d) and layer.kernel_size[0] == 2 * layer.stride[0]:
+            new = SpaceToDepthConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride)
+            new.load_state_dict(layer.state_dict())
+            student.features[i] = new
+    return student
+
+
+def lean_cosine(student, obs, logits, dirs, grads):
+    """Today's step with 1 - cos computed from three sums (no normalised copies of the gradient maps)."""
+    x = obs.detach().requires_grad_(True)
+    student_logits = student(x)
+    g = input_gradients(F.log_softmax(student_logits, 1), x, dirs).flatten(2)
+    t = grads.flatten(2)
+    norms = (g * g).sum(-1).clamp_min(1e-24).sqrt() * (t * t).sum(-1).clamp_min(1e-24).sqrt()
+    total = policy_kl(student_logits, logits) + (1.0 - (g * t).sum(-1) / norms).mean()
+    return total, total
+
+
+VARIANTS = {  # name: (how the alpha-1 loss is computed, how the student is changed first)
+    "double backward": (double_backward, None), "forward-over-reverse": (forward_over_reverse, None),
+    "torch.func vmap": (func_vmap, None), "channels-last": (double_backward, to_channels_last),
+    "torch.compile": (double_backward, torch.compile), "lean cosine": (lean_cosine, None),
+    "space-to-depth convs": (double_backward, space_to_depth),
+    "space-to-depth + lean cosine": (lean_cosine, space_to_depth),
+}
+
+
+def compare_variants(data: TrainingData, steps: int, batch: int, student_name: str, device: torch.device,
+                     n_actions: int) -> None:
+    """ms per step of each variant against the alpha-0 step, on the same batches; and each variant's loss and
+    parameter gradients on one batch against today's, which a variant must match to 1e-5 to be adopted."""
+    gen = torch.Generator().manual_seed(0)
+    first = data.batch(torch.randint(data.n, (batch,), generator=gen).to(device))
+
+    def gradients(variant, prepare):
+        torch.manual_seed(0)
+        student = make_student(student_name, n_actions).to(device)
+        target, loss = variant(student if prepare is None else prepare(student), *first)
+        target.backward()
+        return float(loss.detach()), [p.grad.detach().clone().contiguous() for p in student.parameters()]
+
+    reference_loss, reference = gradients(double_backward, None)
+    alpha0 = {}
+    print("sobolev step variants (alpha 1, cosine distance), each against the alpha-0 step of the same student; loss "
+          "and gradients on one batch against double backward:")
+    for name, (variant, prepare) in VARIANTS.items():
+        try:
+            loss, got = gradients(variant, prepare)
+            if prepare not in alpha0:
+                alpha0[prepare] = bench(data, 0.0, steps, batch, student_name, device, n_actions,
+                                        prepare=prepare)["step_ms"]
+            ms = bench(data, 1.0, steps, batch, student_name, device, n_actions, step=variant,
+                       prepare=prepare)["step_ms"]
+        except RuntimeError as exc:  # torch.compile cannot double-backward (aot_autograd)
+            print(f"  {name:30s} fails: {str(exc).splitlines()[0][:120]}")
+            continue
+        worst = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in zip(got, reference))
+        print(f"  {name:30s} alpha 1 {ms:7.2f} ms/step, alpha 0 {alpha0[prepare]:6.2f} ms/step, ratio "
+              f"{ms / alpha0[prepare]:4.2f}x; loss differs by {abs(loss - reference_loss):.1e}, gradients by "
+              f"{worst:.1e} (largest difference over each tensor's largest value)")
 
 
 @cli_entry
@@ -68,6 +198,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--paths", nargs="+", default=["memory", "streamed"], choices=["memory", "streamed"],
                    help="how the training rows are read (default both)")
+    p.add_argument("--sobolev-variants", action="store_true",
+                   help="also time other ways to compute the Sobolev step on the in-memory rows, and check that "
+                        "they give today's loss and gradients")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     episodes, attrs = recording_episodes(args.dataset)
@@ -89,6 +222,9 @@ def main(argv=None) -> int:
             print(f"{path:8s} alpha {alpha:g}: {r['samples_per_s']:8.1f} samples/s, {r['step_ms']:7.2f} ms/step, "
                   f"data wait {100 * r['data_wait_share']:.1f}% of step time")
         print(f"{path:8s} alpha-1 step / alpha-0 step: {results[1.0]['step_ms'] / results[0.0]['step_ms']:.2f}x")
+    if args.sobolev_variants:
+        compare_variants(TrainingData(args.dataset, split.train_rows, device), args.steps, args.batch_size,
+                         args.student, device, n_actions)
     return 0
 
 
