@@ -148,3 +148,16 @@ def test_storage_benchmark_measures_every_option_against_float32(recordings, cap
     assert float(rows["int8, scale per map"][1]) < float(rows["float16 (default)"][1])
     assert 0.99 < float(rows["int8, scale per map"][4].split()[0]) < 1.0
     assert "must be float32" in one_line_error(bench.main, ["--dataset", str(int8)], capsys)
+
+
+def test_int8_with_several_projections_scales_each_map(tmp_path):
+    out = tmp_path / "k2.h5"
+    record(RecordConfig(game="Breakout", states=24, envs=4, projections=2, codec="lzf", grad_dtype="int8"),
+           TinyTeacher(), out, progress=False)
+    with open_recording(out) as f:
+        q, scales = f["proj_grads"][:], f[GRAD_SCALES][:]
+    assert q.shape == (24, 2, 4, 84, 84) and scales.shape == (24, 2)
+    assert (np.abs(q).reshape(24, 2, -1).max(axis=2) == 127).all()  # every map reaches full scale
+    data = TrainingData(out, np.arange(24), torch.device("cpu"))
+    decoded = data.batch(torch.arange(24))[3]
+    assert torch.equal(decoded, decode_gradients(torch.from_numpy(q), torch.from_numpy(scales)))
