@@ -100,3 +100,19 @@ def test_alpha_zero_is_plain_kl_and_sobolev_term_is_zero_for_the_teacher_itself(
     assert distillation_loss(student, x, teacher_logits, 1.0, dirs, -own).sobolev.item() == pytest.approx(2.0, rel=1e-5)
     other.total.backward()
     assert all(p.grad is not None for p in student.parameters())
+
+
+def test_cosine_distance_equals_torch_cosine_similarity_in_value_and_gradient():
+    torch.manual_seed(0)
+    student = torch.randn(5, 2, 4, 84, 84, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(5, 2, 4, 84, 84, dtype=torch.float64)
+    ours = sobolev_distance(student, teacher, "cosine")
+    (ours_grad,) = torch.autograd.grad(ours, student)
+    reference = (1 - torch.nn.functional.cosine_similarity(student.flatten(2), teacher.flatten(2), dim=-1)).mean()
+    (reference_grad,) = torch.autograd.grad(reference, student)
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-12)
+    torch.testing.assert_close(ours_grad, reference_grad, rtol=1e-10, atol=1e-14)
+    zero = torch.zeros(1, 1, 3, requires_grad=True)  # a student whose input gradient vanishes: distance 1, finite
+    distance = sobolev_distance(zero, torch.tensor([[[1.0, 2.0, 2.0]]]), "cosine")
+    distance.backward()
+    assert distance.item() == 1.0 and torch.isfinite(zero.grad).all()

@@ -71,7 +71,8 @@ def test_recording_schema_and_contents(tmp_path):
         assert f["actions"].shape == (120,) and f["actions"].dtype == np.int64
         assert f["episode"].shape == (120,) and f["episode"].dtype == np.int32
         assert f["proj_dirs"].shape == (120, 2, 4)
-        assert f["proj_grads"].shape == (120, 2, 4, 84, 84) and f["proj_grads"].dtype == np.float16
+        assert f["proj_grads"].shape == (120, 2, 4, 84, 84) and f["proj_grads"].dtype == np.int8  # the default
+        assert f["proj_grad_scales"].shape == (120, 2) and str(f.attrs["grad_dtype"]) == "int8"
         for key in ("game", "teacher_sha256", "projections", "grad_dtype", "seed", "package_version", "created",
                     "env_settings", "complete"):
             assert key in f.attrs
@@ -283,7 +284,8 @@ def test_record_and_inspect_cli(tmp_path, sb3_models, capsys):
 
     report = json.loads(capsys.readouterr().out)
     assert report["complete"] and report["states"] == 40
-    assert report["max_relative_grad_error"] < 1e-2 and report["max_abs_logit_error"] < 1e-5
+    # int8 maps by default: rounding gives a few per cent, within --verify's int8 tolerance
+    assert 0 < report["max_relative_grad_error"] < 0.15 and report["max_abs_logit_error"] < 1e-5
     with pytest.raises(SystemExit) as exc:
         record_main(["--game", "Breakout", "--teacher", str(sb3_models["a2c_pong"]), "--states", "5",
                      "--out", str(tmp_path / "x.h5")])

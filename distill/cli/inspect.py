@@ -21,9 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", nargs="?", const="sample", choices=("sample", "all"), default=None,
                    help="check the file and exit 2 if any check fails: row counts and the episode table, finite "
                         "values, unit directions, and logits (tolerance %g absolute) and gradients (relative L2, "
-                        "%g for float16, %g for float32) recomputed with the teacher; on --samples random states, or "
-                        "with `--verify all` on every state, reading every chunk (and so every checksum)"
-                        % (LOGIT_TOLERANCE, GRAD_TOLERANCE["float16"], GRAD_TOLERANCE["float32"]))
+                        "%g for int8, %g for float16, %g for float32) recomputed with the teacher; on --samples random "
+                        "states, or with `--verify all` on every state, reading every chunk (and so every checksum)"
+                        % (LOGIT_TOLERANCE, GRAD_TOLERANCE["int8"], GRAD_TOLERANCE["float16"],
+                           GRAD_TOLERANCE["float32"]))
     p.add_argument("--samples", type=int, default=64, help="states checked by --verify (default 64)")
     p.add_argument("--teacher", default=None, help="teacher to verify with (default: the path stored in the file)")
     p.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)

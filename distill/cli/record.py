@@ -29,9 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projections", type=int, default=1,
                    help="random projections K per state (default 1); 0 records no gradients, ~220x smaller and "
                         "faster to make: for --alpha 0, or for distill-train --teacher (fresh directions)")
-    p.add_argument("--grad-dtype", choices=tuple(GRAD_DTYPES), default="float16",
-                   help="storage type of the gradient maps (default float16: ~1e-3 relative error; int8: a scale per "
-                        "map, about a fifth of float16's bytes on disk, ~4%% relative error)")
+    p.add_argument("--grad-dtype", choices=tuple(GRAD_DTYPES), default=RecordConfig.grad_dtype,
+                   help="storage of the gradient maps (default int8: values with a scale per map, ~10 KiB per state, "
+                        "~4%% relative error, students within one std of float16's; float16: ~49 KiB, ~2e-4; "
+                        "float32: ~95 KiB)")
     p.add_argument("--out", type=Path, default=None,
                    help="output .h5 (default data/recordings/<game>-<timestamp>.h5, where distill-train finds it)")
     p.add_argument("--envs", type=int, default=8, help="games played in parallel, batched through the teacher")

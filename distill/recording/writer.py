@@ -87,7 +87,7 @@ class RecordConfig:
     game: str
     states: int = 100_000
     projections: int = 1
-    grad_dtype: str = "float16"
+    grad_dtype: str = "int8"
     envs: int = 8
     seed: int = 0
     behaviour: str = "sample"
