@@ -73,7 +73,7 @@ def test_new_recordings_checksum_every_chunked_dataset(checked_recording):
     with h5py.File(checked_recording, "r") as f:
         assert f.attrs["checksums"] == "fletcher32"
         chunked = [f[k] for k in PER_STATE if k in f] + [f["episodes"][k] for k in f["episodes"]]
-        assert len(chunked) == 11 and all(ds.fletcher32 for ds in chunked)
+        assert len(chunked) == 12 and all(ds.fletcher32 for ds in chunked)  # with the int8 maps' scales
 
 
 def test_verify_passes_a_sound_recording_on_a_sample_and_on_every_state(checked_recording, capsys):
@@ -85,7 +85,8 @@ def test_verify_passes_a_sound_recording_on_a_sample_and_on_every_state(checked_
         assert report["failures"] == [] and set(report["checks"].values()) <= {
             "ok", "ok on the rows read (--verify all checks every chunk)"}
     assert report["verified_all"] and report["verified_states"] == 240
-    assert report["max_relative_grad_error"] < 1e-2 and report["max_abs_logit_error"] < 1e-5
+    # int8 maps (the default): their rounding is a few per cent, within --verify's int8 tolerance
+    assert 0 < report["max_relative_grad_error"] < 0.15 and report["max_abs_logit_error"] < 1e-5
 
 
 @pytest.mark.parametrize("dataset", ["obs", "logits", "proj_grads"])
@@ -154,16 +155,16 @@ def test_non_finite_training_data_stops_the_run_and_keeps_the_last_good_checkpoi
     capsys.readouterr()
     checkpoint = (run / "latest.pt").read_bytes()
     row = _first_training_row(path)
-    with h5py.File(path, "a") as f:
-        good = f["proj_grads"][row].copy()
-        f["proj_grads"][row, 0, 1, 2, 3] = np.nan
+    with h5py.File(path, "a") as f:  # int8 maps (the default): a NaN can only be in a map's scale
+        good = f["proj_grad_scales"][row].copy()
+        f["proj_grad_scales"][row, 0] = np.nan
     err = _one_line_error(capsys, lambda: inspect_main([str(path), "--verify", "all"]))
-    assert f"finite values: proj_grads at row(s) {row}" in err
+    assert f"finite values: proj_grad_scales at row(s) {row}" in err
     err = _one_line_error(capsys, lambda: train_main([*flags, "--steps", "8", "--resume"]))
-    assert f"proj_grads holds non-finite values (NaN or infinity) at row(s) {row}" in err
+    assert f"proj_grad_scales holds non-finite values (NaN or infinity) at row(s) {row}" in err
     assert (run / "latest.pt").read_bytes() == checkpoint
     with h5py.File(path, "a") as f:  # the cause fixed: the run resumes and finishes
-        f["proj_grads"][row] = good
+        f["proj_grad_scales"][row] = good
     assert train_main([*flags, "--steps", "8", "--resume"]) == 0
     import json
 
@@ -263,7 +264,8 @@ def test_a_full_disk_stops_recording_with_a_one_line_error_keeping_what_was_comm
 
     out = tmp_path / "full.h5"
     cmd = [sys.executable, "-m", "distill.cli.record", "--teacher", str(sb3_models["a2c_breakout"]), "--game",
-           "Breakout", "--states", "600", "--envs", "4", "--codec", "lzf", "--device", "cpu", "--out", str(out)]
+           "Breakout", "--states", "600", "--envs", "4", "--codec", "lzf", "--grad-dtype", "float16", "--device",
+           "cpu", "--out", str(out)]  # float16 maps: 600 states overflow the 30 MiB limit
     full = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=small_disk)
     last = [line for line in full.stderr.replace("\r", "\n").splitlines() if line.strip()][-1]
     assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
