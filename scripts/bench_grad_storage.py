@@ -44,10 +44,10 @@ def _int8(g):
 
 OPTIONS = {  # name: (encoder returning the stored arrays and their decoder, byte shuffle)
     "float32": (lambda g: ({"values": g}, lambda d: d["values"]), False),
-    "float16 (default)": (_float16, False),
+    "float16": (_float16, False),
     "float16 + shuffle": (_float16, True),
     "bfloat16 + shuffle": (_bfloat16, True),
-    "int8, scale per map": (_int8, False),
+    "int8, scale per map (default)": (_int8, False),
 }
 
 

@@ -145,8 +145,8 @@ def test_storage_benchmark_measures_every_option_against_float32(recordings, cap
             if line.startswith("| ") and not line.startswith("| stored as")}
     assert set(rows) == set(bench.OPTIONS)
     assert float(rows["float32"][4].split()[0]) == 1.0 and rows["float32"][5].startswith("0.00e+00")
-    assert float(rows["int8, scale per map"][1]) < float(rows["float16 (default)"][1])
-    assert 0.99 < float(rows["int8, scale per map"][4].split()[0]) < 1.0
+    assert float(rows["int8, scale per map (default)"][1]) < float(rows["float16"][1])
+    assert 0.99 < float(rows["int8, scale per map (default)"][4].split()[0]) < 1.0
     assert "must be float32" in one_line_error(bench.main, ["--dataset", str(int8)], capsys)
 
 
