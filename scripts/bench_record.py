@@ -85,6 +85,8 @@ def main(argv=None) -> int:
     p.add_argument("--states", type=int, default=2000, help="states to record for the timing")
     p.add_argument("--envs", type=int, default=8, help="parallel games = teacher batch size")
     p.add_argument("--projections", type=int, default=1)
+    p.add_argument("--grad-dtype", default=RecordConfig.grad_dtype, choices=("int8", "float16", "float32"),
+                   help="storage of the gradient maps (default: distill-record's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--skip-codecs", action="store_true", help="skip the codec comparison")
     args = p.parse_args(argv)
@@ -94,7 +96,8 @@ def main(argv=None) -> int:
     bound = bare_throughput(teacher, args.envs, args.projections, device)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.h5"
-        cfg = RecordConfig(game=teacher.game, states=args.states, projections=args.projections, envs=args.envs)
+        cfg = RecordConfig(game=teacher.game, states=args.states, projections=args.projections, envs=args.envs,
+                           grad_dtype=args.grad_dtype)
         start = time.time()
         record(cfg, teacher, out, device=device, progress=False)
         elapsed = time.time() - start
@@ -103,7 +106,7 @@ def main(argv=None) -> int:
         size = out.stat().st_size
         passes = "forward+backward" if args.projections else "forward only"
         print(f"bare teacher {passes} (batch {args.envs}, K={args.projections}): {bound:8.1f} states/s")
-        print(f"recording ({args.states} states, env stepping and HDF5 writes included):  {rate:8.1f} states/s "
+        print(f"recording ({args.states} states, {args.grad_dtype} maps, env stepping and HDF5 writes included):  {rate:8.1f} states/s "
               f"(steady state; {args.states / elapsed:.1f} states/s counting environment start-up)")
         print(f"ratio recording / bare bound: {rate / bound:.2f}")
         print(f"on disk: {size / args.states / 1024:.1f} KiB per state ({size / 2**20:.1f} MiB for {args.states} states)")
