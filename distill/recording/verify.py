@@ -170,13 +170,14 @@ def verify_recording(path: str | Path, teacher_spec: str | None = None, samples:
                     logit_err = max(logit_err, float(diff.max()))
                 if gradients:
                     dirs, grads = _read_rows(f["proj_dirs"], rows), _read_rows(f["proj_grads"], rows)
-                    if samples is not None:
-                        bad = _nonfinite_rows(grads)
-                        if bad:
-                            nonfinite.setdefault("proj_grads", []).extend(int(rows[b]) for b in bad)
+                    scales = _read_rows(f[GRAD_SCALES], rows) if GRAD_SCALES in f else None
+                    if samples is not None:  # int8 maps can be non-finite only through their scales
+                        for name, values in (("proj_grads", grads), (GRAD_SCALES, scales)):
+                            bad = [] if values is None else _nonfinite_rows(values)
+                            if bad:
+                                nonfinite.setdefault(name, []).extend(int(rows[b]) for b in bad)
                     fresh = input_gradients(torch.log_softmax(fresh_logits.float(), 1), x,
                                             torch.as_tensor(dirs).to(device), create_graph=False).cpu().double()
-                    scales = _read_rows(f[GRAD_SCALES], rows) if GRAD_SCALES in f else None
                     grads = decode_gradients(torch.as_tensor(grads),
                                              None if scales is None else torch.as_tensor(scales)).numpy()
                     rel = ((torch.as_tensor(grads.astype(np.float64)) - fresh).flatten(2).norm(dim=2)
