@@ -14,6 +14,11 @@ for different batch elements do not interact (no batch norm in training mode), s
 backward pass of a summed output gives every per-sample input gradient at once. Shapes:
 inputs ``[B, *S]``, outputs ``[B, D]``, projection directions ``[B, K, D]``, projected input
 gradients ``[B, K, *S]``, Jacobians ``[B, D, *S]``.
+
+The losses make ``x`` a leaf that requires grad, so a bare ``loss.backward()`` also computes the loss's gradient in
+``x``, which nothing uses; ``loss.backward(inputs=list(model.parameters()))`` skips it and gives the same parameter
+gradients (for a conv net's first layer it is the costliest op of the step: about a quarter of a Sobolev
+distillation step on CPU).
 """
 
 from __future__ import annotations

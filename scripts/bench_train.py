@@ -9,6 +9,7 @@ and streamed from the recording by worker processes (the path distill-train take
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -34,9 +35,10 @@ def sync(device: torch.device) -> None:
 
 
 def bench(data: TrainingData | StreamingData, alpha: float, steps: int, batch: int, student_name: str,
-          device: torch.device, n_actions: int, step=None, prepare=None) -> dict:
+          device: torch.device, n_actions: int, step=None, prepare=None, params_only: bool = True) -> dict:
     """Time ``steps`` optimiser steps (after 10 of warm-up); ``step`` computes an alpha-1 loss another way, on the
-    student that ``prepare`` returns."""
+    student that ``prepare`` returns. ``params_only=False`` calls a bare ``backward()``, which also computes the
+    loss's gradient in the observations (what distill-train did before it passed ``inputs=``)."""
     torch.manual_seed(0)
     student = make_student(student_name, n_actions).to(device)
     model = student if prepare is None else prepare(student)
@@ -46,6 +48,7 @@ def bench(data: TrainingData | StreamingData, alpha: float, steps: int, batch: i
     if isinstance(data, StreamingData):  # workers start on the draws below
         data.start(gen, batch, None, steps + 10, slice(None))
     wait = total = 0.0
+    step_seconds = []
     for i in range(steps + 10):
         t0 = time.perf_counter()
         idx = torch.randint(data.n, (batch,), generator=gen).to(device)
@@ -55,14 +58,16 @@ def bench(data: TrainingData | StreamingData, alpha: float, steps: int, batch: i
         loss = (distillation_loss(model, obs, logits, alpha, dirs, grads).total if step is None
                 else step(model, obs, logits, dirs, grads)[0])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(inputs=list(student.parameters()) if params_only else None)
         opt.step()
         sync(device)
         t2 = time.perf_counter()
         if i >= 10:  # warm-up excluded
             wait += t1 - t0
             total += t2 - t0
-    return {"samples_per_s": steps * batch / total, "step_ms": 1000 * total / steps, "data_wait_share": wait / total}
+            step_seconds.append(t2 - t0)
+    return {"samples_per_s": steps * batch / total, "step_ms": 1000 * total / steps,
+            "median_step_ms": 1000 * statistics.median(step_seconds), "data_wait_share": wait / total}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,7 +138,7 @@ def space_to_depth(student):
 
 
 def torch_cosine(student, obs, logits, dirs, grads):
-    """The step as it was before the cosine distance was computed from three sums: with F.cosine_similarity, which
+    """The step as it was before the cosine distance was computed from sums: with F.cosine_similarity, which
     makes normalised copies of both maps."""
     x = obs.detach().requires_grad_(True)
     student_logits = student(x)
@@ -143,18 +148,37 @@ def torch_cosine(student, obs, logits, dirs, grads):
     return total, total
 
 
-VARIANTS = {  # name: (how the alpha-1 loss is computed, how the student is changed first)
-    "double backward": (double_backward, None), "forward-over-reverse": (forward_over_reverse, None),
-    "torch.func vmap": (func_vmap, None), "channels-last": (double_backward, to_channels_last),
-    "torch.compile": (double_backward, torch.compile), "F.cosine_similarity (before)": (torch_cosine, None),
-    "space-to-depth convs": (double_backward, space_to_depth),
+def three_sums_cosine(student, obs, logits, dirs, grads):
+    """The step as it was before the cosine distance was computed from dot products: from three elementwise products
+    summed, ``(g * g).sum(-1)`` and so on."""
+    x = obs.detach().requires_grad_(True)
+    student_logits = student(x)
+    g = input_gradients(F.log_softmax(student_logits, 1), x, dirs).flatten(2)
+    t = grads.flatten(2).to(g.dtype)
+    norms = (g * g).sum(-1).clamp_min(1e-24).sqrt() * (t * t).sum(-1).clamp_min(1e-24).sqrt()
+    total = policy_kl(student_logits, logits) + (1.0 - (g * t).sum(-1) / norms).mean()
+    return total, total
+
+
+# name: (how the alpha-1 loss is computed, how the student is changed first, whether backward() is told to compute
+# the parameters' gradients only)
+VARIANTS = {
+    "double backward": (double_backward, None, True),
+    "double backward + obs gradient (before)": (double_backward, None, False),
+    "forward-over-reverse": (forward_over_reverse, None, True),
+    "torch.func vmap": (func_vmap, None, True), "channels-last": (double_backward, to_channels_last, True),
+    "torch.compile": (double_backward, torch.compile, True),
+    "F.cosine_similarity (before)": (torch_cosine, None, True),
+    "cosine from three sums (before)": (three_sums_cosine, None, True),
+    "space-to-depth convs": (double_backward, space_to_depth, True),
 }
 
 
 def compare_variants(data: TrainingData, steps: int, batch: int, student_name: str, device: torch.device,
-                     n_actions: int) -> None:
-    """ms per step of each variant against the alpha-0 step, on the same batches; and each variant's loss and
-    parameter gradients on one batch against today's, which a variant must match to 1e-5 to be adopted."""
+                     n_actions: int, repeats: int) -> None:
+    """Median ms per step of each variant against the alpha-0 step, all measured in turn ``repeats`` times on the same
+    batches (so that a slow spell of the machine touches every variant alike); and each variant's loss and parameter
+    gradients on one batch against today's, which a variant must match to 1e-5 to be adopted."""
     gen = torch.Generator().manual_seed(0)
     first = data.batch(torch.randint(data.n, (batch,), generator=gen).to(device))
 
@@ -166,24 +190,37 @@ def compare_variants(data: TrainingData, steps: int, batch: int, student_name: s
         return float(loss.detach()), [p.grad.detach().clone().contiguous() for p in student.parameters()]
 
     reference_loss, reference = gradients(double_backward, None)
-    alpha0 = {}
-    print("sobolev step variants (alpha 1, cosine distance), each against the alpha-0 step of the same student; loss "
-          "and gradients on one batch against double backward:")
-    for name, (variant, prepare) in VARIANTS.items():
+    differences, failures = {}, {}
+    for name, (variant, prepare, _) in VARIANTS.items():
         try:
             loss, got = gradients(variant, prepare)
-            if prepare not in alpha0:
-                alpha0[prepare] = bench(data, 0.0, steps, batch, student_name, device, n_actions,
-                                        prepare=prepare)["step_ms"]
-            ms = bench(data, 1.0, steps, batch, student_name, device, n_actions, step=variant,
-                       prepare=prepare)["step_ms"]
         except RuntimeError as exc:  # torch.compile cannot double-backward (aot_autograd)
-            print(f"  {name:30s} fails: {str(exc).splitlines()[0][:120]}")
+            failures[name] = str(exc).splitlines()[0][:120]
             continue
-        worst = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in zip(got, reference))
-        print(f"  {name:30s} alpha 1 {ms:7.2f} ms/step, alpha 0 {alpha0[prepare]:6.2f} ms/step, ratio "
-              f"{ms / alpha0[prepare]:4.2f}x; loss differs by {abs(loss - reference_loss):.1e}, gradients by "
-              f"{worst:.1e} (largest difference over each tensor's largest value)")
+        differences[name] = (abs(loss - reference_loss), max(
+            ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in zip(got, reference)))
+    alpha0: dict = {}
+    alpha1: dict = {name: [] for name in differences}
+    for _ in range(repeats):
+        for name in differences:
+            variant, prepare, params_only = VARIANTS[name]
+            if len(alpha0.setdefault(prepare, [])) < len(alpha1[name]) + 1:
+                alpha0[prepare].append(bench(data, 0.0, steps, batch, student_name, device, n_actions,
+                                             prepare=prepare)["median_step_ms"])
+            alpha1[name].append(bench(data, 1.0, steps, batch, student_name, device, n_actions, step=variant,
+                                      prepare=prepare, params_only=params_only)["median_step_ms"])
+    print(f"sobolev step variants (alpha 1, cosine distance), median ms/step over {repeats} rounds of {steps} steps, "
+          "each against the alpha-0 step of the same student; loss and gradients on one batch against double "
+          "backward:")
+    for name in VARIANTS:
+        if name in failures:
+            print(f"  {name:40s} fails: {failures[name]}")
+            continue
+        ms, ms0 = statistics.median(alpha1[name]), statistics.median(alpha0[VARIANTS[name][1]])
+        loss_diff, grad_diff = differences[name]
+        print(f"  {name:40s} alpha 1 {ms:7.2f} ms/step, alpha 0 {ms0:6.2f} ms/step, ratio {ms / ms0:4.2f}x; loss "
+              f"differs by {loss_diff:.1e}, gradients by {grad_diff:.1e} (largest difference over each tensor's "
+              "largest value)")
 
 
 @cli_entry
@@ -191,7 +228,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", type=Path, required=True)
     p.add_argument("--fraction", type=float, default=0.1)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=200, help="timed steps per round (after 10 of warm-up)")
+    p.add_argument("--repeats", type=int, default=3, help="rounds of each measurement, taken in turn")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--student", default="paper")
     p.add_argument("--device", default="auto")
@@ -208,22 +246,30 @@ def main(argv=None) -> int:
     print(f"device {device}, torch threads {torch.get_num_threads()}, {len(split.train_rows)} training states, "
           f"batch {args.batch_size}, student {args.student}")
     for path in args.paths:
-        results = {}
-        for alpha in (0.0, 1.0):
-            # a fresh reader per run: the streamed one's workers serve one run's draws; like distill-train, a
-            # KL-only run reads neither directions nor gradient maps
-            data = (TrainingData if path == "memory" else StreamingData)(args.dataset, split.train_rows, device,
-                                                                          with_gradients=alpha > 0)
-            results[alpha] = bench(data, alpha, args.steps, args.batch_size, args.student, device, n_actions)
-            if isinstance(data, StreamingData):
-                data.close()
-        for alpha, r in results.items():
-            print(f"{path:8s} alpha {alpha:g}: {r['samples_per_s']:8.1f} samples/s, {r['step_ms']:7.2f} ms/step, "
-                  f"data wait {100 * r['data_wait_share']:.1f}% of step time")
-        print(f"{path:8s} alpha-1 step / alpha-0 step: {results[1.0]['step_ms'] / results[0.0]['step_ms']:.2f}x")
+        results: dict[float, list[dict]] = {0.0: [], 1.0: []}
+        for _ in range(args.repeats):  # alpha 0 and alpha 1 in turn, so that a slow spell touches both
+            for alpha in (0.0, 1.0):
+                # a fresh reader per run: the streamed one's workers serve one run's draws; like distill-train, a
+                # KL-only run reads neither directions nor gradient maps
+                data = (TrainingData if path == "memory" else StreamingData)(args.dataset, split.train_rows, device,
+                                                                              with_gradients=alpha > 0)
+                results[alpha].append(bench(data, alpha, args.steps, args.batch_size, args.student, device,
+                                            n_actions))
+                if isinstance(data, StreamingData):
+                    data.close()
+        medians = {}
+        for alpha, runs in results.items():
+            medians[alpha] = statistics.median(r["median_step_ms"] for r in runs)
+            rate = statistics.median(r["samples_per_s"] for r in runs)
+            wait = statistics.median(r["data_wait_share"] for r in runs)
+            print(f"{path:8s} alpha {alpha:g}: {rate:8.1f} samples/s, median {medians[alpha]:7.2f} ms/step, data "
+                  f"wait {100 * wait:.1f}% of step time (medians over {args.repeats} rounds of {args.steps} steps)")
+        rounds = ", ".join(f"{b['median_step_ms'] / a['median_step_ms']:.2f}x"
+                           for a, b in zip(results[0.0], results[1.0]))
+        print(f"{path:8s} alpha-1 step / alpha-0 step: {medians[1.0] / medians[0.0]:.2f}x (each round: {rounds})")
     if args.sobolev_variants:
         compare_variants(TrainingData(args.dataset, split.train_rows, device), args.steps, args.batch_size,
-                         args.student, device, n_actions)
+                         args.student, device, n_actions, args.repeats)
     return 0
 
 

@@ -139,7 +139,7 @@ def fit_regressor(func: TestFunction, n_train: int, method: str, seed: int,
                 value_term, grad_term = float(loss.detach()), float(check.derivatives[0].detach()) * grad_weight
             curve.append((step, value_term, grad_term))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(inputs=opt.param_groups[0]["params"])  # not d(loss)/dx, which nothing uses
         opt.step()
         sched.step()
     return FittedRegressor(model, norm, float(loss.detach()), curve)

@@ -121,26 +121,50 @@ def default_recording_path(game: str, data_dir: Path = Path("data")) -> Path:
 # ---------------------------------------------------------------------------------------------
 # the teacher step: one forward pass for the action and the gradients
 # ---------------------------------------------------------------------------------------------
+class TeacherPass:
+    """The teacher's forward pass on one batch: logits ``[B, A]`` and directions ``[B, K, A]`` at once, and
+    ``grad_s <log_softmax(teacher(s)), v_k>`` ``[B, K, 4, 84, 84]`` from :meth:`gradients`.
+
+    The split lets a recording send the chosen actions to the games before the backward pass, which then runs while
+    the games advance. The directions are drawn right after the forward pass, before the caller samples its actions
+    from the same generator, as :func:`teacher_step` draws them.
+    """
+
+    def __init__(self, teacher: torch.nn.Module, obs: np.ndarray, k: int, generator: torch.Generator,
+                 device: torch.device):
+        self.k, self.batch = k, len(obs)
+        if k == 0:  # no backward pass: directions and gradients are empty
+            with torch.no_grad():
+                self.logits = teacher(atari.scale_obs(obs).to(device)).float().cpu().numpy()
+            self.dirs = np.zeros((self.batch, 0, self.logits.shape[1]), np.float32)
+            return
+        self._x = atari.scale_obs(obs).to(device).requires_grad_(True)
+        logits = teacher(self._x)
+        self._log_probs = torch.log_softmax(logits.float(), dim=1)
+        self._dirs = random_unit_vectors(self.batch, k, self._log_probs.shape[1], generator=generator).to(device)
+        self.logits = logits.detach().float().cpu().numpy()
+        self.dirs = self._dirs.cpu().numpy()
+
+    def gradients(self, grad_dtype: torch.dtype = torch.float32) -> np.ndarray:
+        """The projected input gradients, cast to ``grad_dtype`` (torch's float16 cast is several times faster than
+        numpy's); the graph is freed. Call once."""
+        if self.k == 0:
+            return np.zeros((self.batch, 0, *atari.OBS_SHAPE), np.float32)
+        grads = input_gradients(self._log_probs, self._x, self._dirs, create_graph=False)
+        del self._x, self._log_probs
+        return grads.to(grad_dtype).cpu().numpy()
+
+
 def teacher_step(teacher: torch.nn.Module, obs: np.ndarray, k: int, generator: torch.Generator,
                  device: torch.device, grad_dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits ``[B, A]``, directions ``[B, K, A]`` and ``grad_s <log_softmax(teacher(s)), v_k>`` ``[B, K, 4, 84, 84]``.
 
-    One forward pass serves the action choice and all K projections; the graph is freed
-    before returning. Gradients come back already cast to ``grad_dtype`` (torch's float16 cast
-    is several times faster than numpy's). With ``k = 0`` there is no backward pass and the
-    directions and gradients are empty (``[B, 0, ...]``).
+    One forward pass serves the action choice and all K projections (:class:`TeacherPass`, whose backward pass runs
+    at once here). With ``k = 0`` there is no backward pass and the directions and gradients are empty
+    (``[B, 0, ...]``).
     """
-    if k == 0:
-        with torch.no_grad():
-            logits = teacher(atari.scale_obs(obs).to(device)).float().cpu().numpy()
-        return (logits, np.zeros((len(obs), 0, logits.shape[1]), np.float32),
-                np.zeros((len(obs), 0, *atari.OBS_SHAPE), np.float32))
-    x = atari.scale_obs(obs).to(device).requires_grad_(True)
-    logits = teacher(x)
-    log_probs = torch.log_softmax(logits.float(), dim=1)
-    dirs = random_unit_vectors(x.shape[0], k, log_probs.shape[1], generator=generator).to(device)
-    grads = input_gradients(log_probs, x, dirs, create_graph=False)
-    return logits.detach().float().cpu().numpy(), dirs.cpu().numpy(), grads.to(grad_dtype).cpu().numpy()
+    teacher_pass = TeacherPass(teacher, obs, k, generator, device)
+    return teacher_pass.logits, teacher_pass.dirs, teacher_pass.gradients(grad_dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,8 +367,8 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
     try:
         while n_total < cfg.states:
             take = min(cfg.envs, cfg.states - n_total)
-            logits, dirs, grads = teacher_step(teacher, obs[:take], cfg.projections, gen, device,
-                                               TORCH_GRAD_DTYPES[cfg.grad_dtype])
+            teacher_pass = TeacherPass(teacher, obs[:take], cfg.projections, gen, device)
+            logits = teacher_pass.logits
             probs = torch.softmax(torch.from_numpy(logits), dim=1)
             if cfg.behaviour == "greedy":
                 chosen = probs.argmax(dim=1).numpy()
@@ -353,15 +377,22 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
             if cfg.epsilon > 0:
                 explore = rng.random(take) < cfg.epsilon
                 chosen = np.where(explore, rng.integers(0, n_actions, take), chosen)
+            actions = np.zeros(cfg.envs, dtype=np.int64)
+            actions[:take] = chosen
+            # the games advance in their processes while this process writes the earlier rows, runs the teacher's
+            # backward pass and prepares this step's rows
+            venv.step_async(actions)
+            if writer.buffered >= 256 or time.time() - last_flush > 5:
+                # the rows of earlier steps, with the episode table as it stood after them
+                writer.flush({k: np.asarray(v) for k, v in episodes.items()})
+                last_flush = time.time()
             for i in range(take):
                 if not started[i]:
                     open_episode(i, n_total + i)
                     started[i] = True
-            actions = np.zeros(cfg.envs, dtype=np.int64)
-            actions[:take] = chosen
-            venv.step_async(actions)  # the games advance in their processes while we prepare this step's rows
+            grads = teacher_pass.gradients(TORCH_GRAD_DTYPES[cfg.grad_dtype])
             rows = dict(obs=obs[:take].copy(), logits=logits, actions=chosen.astype(np.int64),
-                        episode=current[:take].astype(np.int32), proj_dirs=dirs, proj_grads=grads)
+                        episode=current[:take].astype(np.int32), proj_dirs=teacher_pass.dirs, proj_grads=grads)
             if cfg.grad_dtype == "int8" and cfg.projections > 0:
                 rows["proj_grads"], rows[GRAD_SCALES] = quantize_gradients(grads)
             for i in range(take):
@@ -375,9 +406,6 @@ def record(cfg: RecordConfig, teacher, out: Path, resume: bool = False, force: b
                 if dones[i]:
                     episodes["complete"][current[i]] = True
                     started[i] = False
-            if writer.buffered >= 256 or time.time() - last_flush > 5:
-                writer.flush({k: np.asarray(v) for k, v in episodes.items()})
-                last_flush = time.time()
             bar.update(take)
         writer.flush({k: np.asarray(v) for k, v in episodes.items()})
     except (OSError, RuntimeError) as exc:  # a full disk, a lost mount: what was committed stays readable

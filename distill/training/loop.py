@@ -282,7 +282,9 @@ def train(cfg: TrainConfig, run_dir: Path, device: torch.device, resume: bool = 
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             optimizer.zero_grad(set_to_none=True)
-            out.total.backward()
+            # parameters only: the observations are a leaf that requires grad (for the input gradient), and a bare
+            # backward() would also compute d(loss)/d(obs), the costliest conv of a Sobolev step, for nothing
+            out.total.backward(inputs=optimizer.param_groups[0]["params"])
             optimizer.step()
             step += 1
             running.add(out)

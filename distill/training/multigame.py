@@ -281,7 +281,7 @@ def train_multigame(cfg: TrainConfig, run_dir: Path, device: torch.device, resum
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             optimizer.zero_grad(set_to_none=True)
-            out.total.backward()
+            out.total.backward(inputs=optimizer.param_groups[0]["params"])  # not d(loss)/d(obs): see loop.py
             optimizer.step()
             step += 1
             running.add(out)
