@@ -28,8 +28,15 @@ from teachers.load import load_teacher
 CODECS = ("zstd", "lz4", "blosc-zstd", "gzip", "lzf", "none")
 
 
-def bare_throughput(teacher, batch: int, k: int, device, seconds: float = 10.0) -> float:
-    """States/s of teacher forward + K projected backward passes alone, on real observations."""
+def cpu_seconds(children: bool = False) -> float:
+    """CPU time this process has used (all its threads), plus that of its waited-for child processes if asked."""
+    t = os.times()
+    return t.user + t.system + (t.children_user + t.children_system if children else 0.0)
+
+
+def bare_throughput(teacher, batch: int, k: int, device, seconds: float = 10.0) -> tuple[float, float]:
+    """States/s of teacher forward + K projected backward passes alone, on real observations, and the CPU seconds
+    per state they take (all torch threads together)."""
     venv = atari.make_vec_env(teacher.game, n_envs=batch, seed=0)
     obs = venv.reset()
     for _ in range(30):
@@ -37,13 +44,29 @@ def bare_throughput(teacher, batch: int, k: int, device, seconds: float = 10.0) 
     venv.close()
     gen = torch.Generator().manual_seed(0)
     teacher_step(teacher, obs, k, gen, device)  # warm-up
-    n, start = 0, time.time()
+    n, start, cpu = 0, time.time(), cpu_seconds()
     while time.time() - start < seconds:
         teacher_step(teacher, obs, k, gen, device)
         n += batch
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return n / (time.time() - start)
+    return n / (time.time() - start), (cpu_seconds() - cpu) / n
+
+
+def game_cpu_per_state(game: str, n_envs: int, seconds: float = 5.0) -> float:
+    """CPU seconds per state of stepping the games alone (random actions), all in this process: what the recording's
+    game processes need at the least (it leaves out their pipes to the recording)."""
+    venv = atari.make_vec_env(game, n_envs=n_envs, seed=0)
+    venv.reset()
+    n_actions = venv.action_space.n
+    rng = np.random.default_rng(0)
+    n, start, cpu = 0, time.time(), cpu_seconds()
+    while time.time() - start < seconds:
+        venv.step(rng.integers(0, n_actions, n_envs))
+        n += n_envs
+    used = cpu_seconds() - cpu
+    venv.close()
+    return used / n
 
 
 def codec_table(path: Path, n: int = 512, repeats: int = 3) -> list[dict]:
@@ -93,14 +116,16 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     teacher = load_teacher(args.teacher, game=args.game, device=device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} cores; {teacher.describe()}")
-    bound = bare_throughput(teacher, args.envs, args.projections, device)
+    bound, teacher_cpu = bare_throughput(teacher, args.envs, args.projections, device)
+    games_cpu = game_cpu_per_state(teacher.game, args.envs)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.h5"
         cfg = RecordConfig(game=teacher.game, states=args.states, projections=args.projections, envs=args.envs,
                            grad_dtype=args.grad_dtype)
-        start = time.time()
-        record(cfg, teacher, out, device=device, progress=False)
+        start, cpu = time.time(), cpu_seconds(children=True)
+        record(cfg, teacher, out, device=device, progress=False)  # its game processes are waited for at its end
         elapsed = time.time() - start
+        recording_cpu = (cpu_seconds(children=True) - cpu) / args.states
         with h5py.File(out, "r") as f:
             rate = float(f.attrs["last_run_states"]) / float(f.attrs["last_run_seconds"])
         size = out.stat().st_size
@@ -109,6 +134,14 @@ def main(argv=None) -> int:
         print(f"recording ({args.states} states, {args.grad_dtype} maps, env stepping and HDF5 writes included):  {rate:8.1f} states/s "
               f"(steady state; {args.states / elapsed:.1f} states/s counting environment start-up)")
         print(f"ratio recording / bare bound: {rate / bound:.2f}")
+        # the CPU the recording cannot do without: what it runs beyond the teacher and the games is extra
+        cores = os.cpu_count() or 1
+        ceiling = cores / (teacher_cpu + games_cpu) if device.type == "cpu" else 1 / games_cpu * cores
+        print(f"CPU per state: teacher {1000 * teacher_cpu:.2f} ms, games alone {1000 * games_cpu:.2f} ms; the "
+              f"recording used {1000 * recording_cpu:.2f} ms (start-up included), {recording_cpu * args.states / elapsed:.2f} "
+              f"of {cores} cores busy")
+        print(f"ceiling with the teacher and the games alone sharing {cores} cores: {ceiling:8.1f} states/s "
+              f"(ratio {ceiling / bound:.2f} of the bare bound)")
         print(f"on disk: {size / args.states / 1024:.1f} KiB per state ({size / 2**20:.1f} MiB for {args.states} states)")
         if not args.skip_codecs and args.projections == 0:
             print("\ncodec comparison skipped: a gradient-free recording (K=0) holds no gradient maps")

@@ -61,6 +61,33 @@ def test_teacher_step_gradients_match_autograd_and_finite_differences():
             assert grads[0, 0][pixel] == pytest.approx(fd.item(), rel=1e-3, abs=1e-7)
 
 
+def test_recording_equals_the_teacher_step_then_game_step_loop(tmp_path):
+    """The recording loop sends the actions to the games before the teacher's backward pass and writes while they
+    play: its file must hold exactly what the plain loop (teacher step, sample, step the games) gives on the seed."""
+    teacher, seed, envs, states = TinyTeacher(), 3, 3, 300  # 100 steps: a mid-run flush at 256 rows included
+    out = tmp_path / "rec.h5"
+    record(RecordConfig(game="Breakout", states=states, projections=2, envs=envs, seed=seed, grad_dtype="float32"),
+           teacher, out, progress=False)
+    from distill.environment import atari
+
+    venv = atari.make_vec_env("Breakout", n_envs=envs, seed=seed, training=False, subprocesses=True)
+    gen = torch.Generator().manual_seed(seed)
+    expected = {key: [] for key in ("obs", "logits", "actions", "proj_dirs", "proj_grads")}
+    obs = venv.reset()
+    try:
+        for _ in range(states // envs):
+            logits, dirs, grads = teacher_step(teacher, obs, 2, gen, torch.device("cpu"))
+            actions = torch.multinomial(torch.softmax(torch.from_numpy(logits), 1), 1, generator=gen).squeeze(1)
+            for key, value in zip(expected, (obs.copy(), logits, actions.numpy(), dirs, grads)):
+                expected[key].append(value)
+            obs = venv.step(actions.numpy())[0]
+    finally:
+        venv.close()
+    with open_recording(out) as f:
+        for key, parts in expected.items():
+            np.testing.assert_array_equal(f[key][:], np.concatenate(parts), err_msg=key)
+
+
 def test_recording_schema_and_contents(tmp_path):
     teacher = TinyTeacher()
     out = tmp_path / "rec.h5"
