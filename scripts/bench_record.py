@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         print(f"ratio recording / bare bound: {rate / bound:.2f}")
         # the CPU the recording cannot do without: what it runs beyond the teacher and the games is extra
         cores = os.cpu_count() or 1
-        ceiling = cores / (teacher_cpu + games_cpu) if device.type == "cpu" else 1 / games_cpu * cores
+        ceiling = cores / (teacher_cpu + games_cpu if device.type == "cpu" else games_cpu)
         print(f"CPU per state: teacher {1000 * teacher_cpu:.2f} ms, games alone {1000 * games_cpu:.2f} ms; the "
               f"recording used {1000 * recording_cpu:.2f} ms (start-up included), {recording_cpu * args.states / elapsed:.2f} "
               f"of {cores} cores busy")

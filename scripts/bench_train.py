@@ -137,40 +137,34 @@ def space_to_depth(student):
     return student
 
 
-def torch_cosine(student, obs, logits, dirs, grads):
-    """The step as it was before the cosine distance was computed from sums: with F.cosine_similarity, which
-    makes normalised copies of both maps."""
-    x = obs.detach().requires_grad_(True)
-    student_logits = student(x)
-    g = input_gradients(F.log_softmax(student_logits, 1), x, dirs).flatten(2)
-    cos = F.cosine_similarity(g, grads.flatten(2), dim=-1, eps=1e-12)
-    total = policy_kl(student_logits, logits) + (1.0 - cos).mean()
-    return total, total
+def with_cosine(cosine):
+    """The double-backward step with the cosine between the student's and the teacher's maps (each ``[B, K, N]``)
+    computed by ``cosine``: the ways the distance was computed before its gradient was written out."""
+
+    def step(student, obs, logits, dirs, grads):
+        x = obs.detach().requires_grad_(True)
+        student_logits = student(x)
+        g = input_gradients(F.log_softmax(student_logits, 1), x, dirs).flatten(2)
+        total = policy_kl(student_logits, logits) + (1.0 - cosine(g, grads.flatten(2).to(g.dtype))).mean()
+        return total, total
+
+    return step
 
 
-def three_sums_cosine(student, obs, logits, dirs, grads):
-    """The step as it was before the cosine distance was computed from dot products: from three elementwise products
-    summed, ``(g * g).sum(-1)`` and so on."""
-    x = obs.detach().requires_grad_(True)
-    student_logits = student(x)
-    g = input_gradients(F.log_softmax(student_logits, 1), x, dirs).flatten(2)
-    t = grads.flatten(2).to(g.dtype)
-    norms = (g * g).sum(-1).clamp_min(1e-24).sqrt() * (t * t).sum(-1).clamp_min(1e-24).sqrt()
-    total = policy_kl(student_logits, logits) + (1.0 - (g * t).sum(-1) / norms).mean()
-    return total, total
+def normalised_copies_cosine(g, t):
+    """F.cosine_similarity, which makes normalised copies of both maps."""
+    return F.cosine_similarity(g, t, dim=-1, eps=1e-12)
 
 
-def autograd_cosine(student, obs, logits, dirs, grads):
-    """The step with the cosine distance from three dot products, differentiated by autograd (before the distance's
-    gradient was written out)."""
-    x = obs.detach().requires_grad_(True)
-    student_logits = student(x)
-    g = input_gradients(F.log_softmax(student_logits, 1), x, dirs).flatten(2)
-    t = grads.flatten(2).to(g.dtype)
+def three_sums_cosine(g, t):
+    """From three elementwise products summed."""
+    return (g * t).sum(-1) / ((g * g).sum(-1).clamp_min(1e-24).sqrt() * (t * t).sum(-1).clamp_min(1e-24).sqrt())
+
+
+def dot_products_cosine(g, t):
+    """From three dot products, differentiated by autograd."""
     dot = torch.linalg.vecdot
-    norms = dot(g, g).clamp_min(1e-24).sqrt() * dot(t, t).clamp_min(1e-24).sqrt()
-    total = policy_kl(student_logits, logits) + (1.0 - dot(g, t) / norms).mean()
-    return total, total
+    return dot(g, t) / (dot(g, g).clamp_min(1e-24).sqrt() * dot(t, t).clamp_min(1e-24).sqrt())
 
 
 # name: (how the alpha-1 loss is computed, how the student is changed first, whether backward() is told to compute
@@ -181,9 +175,9 @@ VARIANTS = {
     "forward-over-reverse": (forward_over_reverse, None, True),
     "torch.func vmap": (func_vmap, None, True), "channels-last": (double_backward, to_channels_last, True),
     "torch.compile": (double_backward, torch.compile, True),
-    "F.cosine_similarity (before)": (torch_cosine, None, True),
-    "cosine from three sums (before)": (three_sums_cosine, None, True),
-    "cosine by autograd of dot products (before)": (autograd_cosine, None, True),
+    "F.cosine_similarity (before)": (with_cosine(normalised_copies_cosine), None, True),
+    "cosine from three sums (before)": (with_cosine(three_sums_cosine), None, True),
+    "cosine by autograd of dot products (before)": (with_cosine(dot_products_cosine), None, True),
     "space-to-depth convs": (double_backward, space_to_depth, True),
 }
 
